@@ -1,0 +1,62 @@
+# rnnops — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The Reuters corpus for NLTK; a sibling nltk_data folder is used when NLTK_DATA is unset.
+NLTK_DATA ?= $(abspath $(wildcard ../shared/nltk_data))
+export NLTK_DATA
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DVC_NO_ANALYTICS ?= 1
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: help install run repro test test-unit test-integration test-e2e lint format metrics plots clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/rnnops: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/rnnops ## create .venv and install the project with its dev tools
+
+run: install ## reproduce the whole pipeline (dvc repro) on the Reuters corpus
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc metrics show
+
+repro: run ## alias of run
+
+test: install ## run every test: unit, integration (real DVC) and e2e (real corpus)
+	$(BIN)/ruff check src flows tests bench
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+
+test-unit: install ## unit tests only (seconds)
+	$(BIN)/pytest -q tests/unit
+
+test-integration: install ## integration tests only (real DVC on a tiny generated corpus)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/integration
+
+test-e2e: install ## end-to-end tests on the real corpus
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/e2e
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check src flows tests bench
+	$(BIN)/ruff format --check src flows tests bench
+
+format: install ## format the code with ruff
+	$(BIN)/ruff format src flows tests bench
+	$(BIN)/ruff check --fix src flows tests bench
+
+metrics: install ## compare the models' test metrics
+	$(BIN)/dvc metrics show
+
+plots: install ## render the DVC plots (learning curves, per-class F1) to dvc_plots/index.html
+	$(BIN)/dvc plots show
+
+clean: ## remove pipeline outputs (the DVC cache keeps them)
+	rm -rf data/raw data/processed models metrics plots reports dvc_plots

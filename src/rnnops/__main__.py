@@ -1,0 +1,5 @@
+import sys
+
+from rnnops.cli import main
+
+sys.exit(main())

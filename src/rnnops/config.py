@@ -1,0 +1,202 @@
+"""Typed configuration loaded from ``params.yaml``.
+
+Every tunable of the pipeline lives in ``params.yaml``. It is validated once, up
+front, into frozen pydantic models that reject unknown keys, wrong types and
+impossible values with a message naming the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """Raised when ``params.yaml`` (or an override) is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class TableSource(_Strict):
+    """The user's own CSV or Parquet file (``ingest.source: table``)."""
+
+    path: str | None = None
+    id_column: str | None = None
+    title_column: str | None = None
+    text_column: str = "text"
+    label_column: str = "topics"
+    label_delimiter: str = ";"
+    split_column: str | None = None
+    test_fraction: Fraction = 0.2
+    seed: int = 42
+    empty_texts: Literal["error", "drop"] = "error"
+
+
+class NltkReutersSource(_Strict):
+    """NLTK's Reuters corpus (``ingest.source: nltk_reuters``)."""
+
+    # NLTK's copy holds 61 stories whose text is empty (47 train, 14 test).
+    empty_texts: Literal["error", "drop"] = "drop"
+
+
+class IngestConfig(_Strict):
+    source: Literal["nltk_reuters", "table"] = "nltk_reuters"
+    nltk_reuters: NltkReutersSource = NltkReutersSource()
+    table: TableSource = TableSource()
+
+    @model_validator(mode="after")
+    def _table_needs_path(self) -> IngestConfig:
+        if self.source == "table" and not self.table.path:
+            raise ValueError(
+                "ingest.table.path is required when ingest.source is 'table' "
+                "(set it to a .csv or .parquet file)"
+            )
+        return self
+
+
+class PreprocessConfig(_Strict):
+    task: Literal["multilabel", "singlelabel"] = "multilabel"
+    # multilabel: 'all' topics seen in training; singlelabel: r8, r52, top_k or list.
+    label_set: Literal["all", "r8", "r52", "top_k", "list"] = "all"
+    top_k: PositiveInt = 10
+    topics: tuple[str, ...] = ()
+    tokenizer: Literal["wordpunct", "treebank"] = "wordpunct"
+    lowercase: bool = True
+    include_title: bool = True
+    max_vocab: Annotated[int, Field(ge=3)] = 20000
+    min_freq: PositiveInt = 2
+    max_len: PositiveInt = 200
+    truncating: Literal["pre", "post"] = "post"
+    padding: Literal["pre", "post"] = "post"
+    val_fraction: Fraction = 0.1
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _labels_fit_task(self) -> PreprocessConfig:
+        if self.task == "multilabel" and self.label_set not in ("all", "top_k", "list"):
+            raise ValueError(
+                f"preprocess.label_set '{self.label_set}' is a single-label benchmark; "
+                "use task: singlelabel, or label_set one of all, top_k, list"
+            )
+        if self.task == "singlelabel" and self.label_set == "all":
+            raise ValueError(
+                "preprocess.label_set 'all' needs task: multilabel; for singlelabel choose "
+                "one of r8, r52, top_k, list"
+            )
+        if self.label_set == "list" and not self.topics:
+            raise ValueError(
+                "preprocess.topics must list at least one topic when label_set is 'list'"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    kind: Literal["simple_rnn", "lstm", "gru"]
+    bidirectional: bool = False
+    layers: PositiveInt = 1
+    units: PositiveInt = 64
+    embedding_dim: PositiveInt = 64
+    mask_padding: bool = True
+    spatial_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    pooling: Literal["last", "max"] = "last"
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    clipnorm: Annotated[float, Field(gt=0.0)] | None = 1.0
+    batch_size: PositiveInt = 64
+    epochs: PositiveInt = 5
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 2
+    class_weights: bool = False
+    seed: int = 42
+
+
+class EvaluateConfig(_Strict):
+    # Multi-label decision threshold: 'validation' tunes one threshold on the
+    # validation split; a number uses that threshold as is.
+    threshold: Literal["validation"] | Annotated[float, Field(gt=0.0, lt=1.0)] = "validation"
+    # Guarantee at least one topic per document (the top-scoring one).
+    at_least_one: bool = True
+
+
+class Params(_Strict):
+    ingest: IngestConfig = IngestConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    @model_validator(mode="after")
+    def _model_names(self) -> Params:
+        for name in self.models:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(
+                    f"models.{name}: model names may use letters, digits, '-' and '_' only"
+                )
+        return self
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
+        msg = err["msg"]
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        elif err["type"] == "literal_error" and "expected" in ctx:
+            msg = f"got {err.get('input')!r}; allowed values: {ctx['expected']}"
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"  {key or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted-key overrides (``models.lstm.units``) applied."""
+    result = copy.deepcopy(raw)
+    for dotted, value in (overrides or {}).items():
+        node = result
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted}: {part} is not a mapping")
+        node[parts[-1]] = value
+    return result
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> Params:
+    """Load and validate ``params.yaml``; raise :class:`ConfigError` naming the bad key."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"parameter file {path} not found (run from the project root or pass --params)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping of sections (ingest, preprocess, models, ...)"
+        )
+    return parse_params(apply_overrides(raw, overrides), str(path))

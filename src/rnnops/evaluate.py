@@ -1,0 +1,300 @@
+"""evaluate: score a trained model on the held-out test split.
+
+The multi-label decision threshold is tuned on the validation split, never on
+test. Writes the metrics JSON; a report directory with the per-class report
+(``per_class.csv``), the test predictions and the decision rule; and a plots
+directory with a confusion matrix (single-label) and a per-class F1 chart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+from rnnops.config import EvaluateConfig
+from rnnops.io import atomic_path, read_json, write_json
+from rnnops.preprocess import load_dataset
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+class EvaluationError(RuntimeError):
+    """Evaluation produced unusable (non-finite) results."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How scores become topics; travels with the registered model."""
+
+    task: str
+    threshold: float | None
+    at_least_one: bool
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        return decide(scores, self.task, self.threshold, self.at_least_one)
+
+
+def decide(
+    scores: np.ndarray, task: str, threshold: float | None, at_least_one: bool
+) -> np.ndarray:
+    """Class indices (single-label) or a 0/1 matrix (multi-label)."""
+    if task == "singlelabel":
+        return scores.argmax(axis=1)
+    pred = (scores >= threshold).astype(np.int8)
+    if at_least_one:
+        pred[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+    return pred
+
+
+def tune_threshold(scores: np.ndarray, y_true: np.ndarray, at_least_one: bool) -> float:
+    """The threshold in a fixed grid that maximises micro-F1 (ties: the lower one)."""
+    best_t, best_f1 = 0.5, -1.0
+    for t in THRESHOLD_GRID:
+        f1 = f1_score(
+            y_true,
+            decide(scores, "multilabel", float(t), at_least_one),
+            average="micro",
+            zero_division=0,
+        )
+        if f1 > best_f1 + 1e-12:
+            best_t, best_f1 = float(t), f1
+    return best_t
+
+
+def compute_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], task: str
+) -> tuple[dict, pd.DataFrame]:
+    """Headline metrics and a per-class precision/recall/F1 table.
+
+    Multi-label accuracy is subset accuracy (every topic of a document right).
+    """
+    label_ids = list(range(len(labels)))
+    kwargs = {"labels": label_ids} if task == "singlelabel" else {}
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0, **kwargs)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0, **kwargs)),
+        "weighted_f1": float(
+            f1_score(y_true, y_pred, average="weighted", zero_division=0, **kwargs)
+        ),
+    }
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, zero_division=0, **kwargs)
+    per_class = pd.DataFrame({"label": labels, "precision": p, "recall": r, "f1": f, "support": s})
+    mp, mr, _, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="micro", zero_division=0, **kwargs
+    )
+    metrics["micro_precision"], metrics["micro_recall"] = float(mp), float(mr)
+    return metrics, per_class
+
+
+def predictions_frame(doc_ids, y_true, y_pred, scores, labels, task) -> pd.DataFrame:
+    names = np.array(labels)
+    if task == "singlelabel":
+        return pd.DataFrame(
+            {
+                "doc_id": doc_ids,
+                "actual": names[y_true],
+                "predicted": names[y_pred],
+                "score": scores[np.arange(len(scores)), y_pred].round(6),
+            }
+        )
+    join = lambda row: ";".join(names[row.astype(bool)])  # noqa: E731
+    return pd.DataFrame(
+        {
+            "doc_id": doc_ids,
+            "actual": [join(r) for r in y_true],
+            "predicted": [join(r) for r in y_pred],
+            "score": scores.max(axis=1).round(6),
+        }
+    )
+
+
+def plot_confusion(y_true, y_pred, labels, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
+    size = max(5.0, 0.28 * len(labels) + 3)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7 if len(labels) > 20 else 9)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) > 20 else 9)
+    if len(labels) <= 20:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if cm[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        cm[i, j],
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black",
+                    )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_per_class_f1(per_class: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = per_class.sort_values("support", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.16 * len(data) + 2), 4.5))
+    ax.bar(range(len(data)), data["f1"], color="tab:blue")
+    ax.set_xticks(range(len(data)), data["label"], rotation=90, fontsize=6 if len(data) > 30 else 8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 (test)")
+    ax.set_title(f"{title} — topics by test support, most frequent first")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_scores(
+    val_scores: np.ndarray,
+    val_y: np.ndarray,
+    test_scores: np.ndarray,
+    test_y: np.ndarray,
+    labels: list[str],
+    task: str,
+    cfg: EvaluateConfig,
+) -> tuple[dict, pd.DataFrame, np.ndarray, Decision]:
+    """Pure core: scores in, decision rule, metrics and per-class table out."""
+    if not (np.isfinite(test_scores).all() and np.isfinite(val_scores).all()):
+        raise EvaluationError(
+            "the model produced non-finite scores; retrain it (check the learning rate)"
+        )
+    threshold = None
+    if task == "multilabel":
+        threshold = (
+            tune_threshold(val_scores, val_y, cfg.at_least_one)
+            if cfg.threshold == "validation"
+            else float(cfg.threshold)
+        )
+    decision = Decision(task=task, threshold=threshold, at_least_one=cfg.at_least_one)
+    y_pred = decision.apply(test_scores)
+    metrics, per_class = compute_metrics(test_y, y_pred, labels, task)
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise EvaluationError(f"non-finite metrics: {bad}")
+    return metrics, per_class, y_pred, decision
+
+
+def run_evaluate(
+    name: str,
+    cfg: EvaluateConfig,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    report_dir: str | Path,
+) -> dict:
+    from rnnops.models import load_model
+
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    labels_info = read_json(data_dir / "labels.json")
+    labels, task = labels_info["labels"], labels_info["task"]
+    model_path = model_dir / "model.keras"
+    if not model_path.exists():
+        raise FileNotFoundError(
+            f"{model_path} not found: run train@{name} first (dvc repro train@{name})"
+        )
+    model = load_model(model_path)
+    val, test = load_dataset(data_dir, "val"), load_dataset(data_dir, "test")
+    val_scores = model.predict(val.x, batch_size=256, verbose=0)
+    test_scores = model.predict(test.x, batch_size=256, verbose=0)
+    metrics, per_class, y_pred, decision = evaluate_scores(
+        val_scores, val.y, test_scores, test.y, labels, task, cfg
+    )
+    train_info = read_json(model_dir / "train.json") if (model_dir / "train.json").exists() else {}
+    result = {
+        "model": name,
+        "task": task,
+        "labels": len(labels),
+        **{k: round(v, 6) for k, v in metrics.items()},
+        "threshold": decision.threshold,
+        "test_documents": len(test.y),
+        "epochs": train_info.get("epochs_run"),
+        "train_seconds": train_info.get("train_seconds"),
+        "trainable_params": train_info.get("trainable_params"),
+    }
+    preds = predictions_frame(test.doc_ids, test.y, y_pred, test_scores, labels, task)
+    with atomic_path(report_dir) as tmp:
+        tmp.mkdir()
+        per_class.to_csv(tmp / "per_class.csv", index=False, float_format="%.6g")
+        preds.to_csv(tmp / "predictions.csv", index=False)
+        write_json(
+            tmp / "decision.json",
+            {
+                "task": task,
+                "threshold": decision.threshold,
+                "at_least_one": decision.at_least_one,
+                "labels": labels,
+            },
+        )
+    with atomic_path(plots_dir) as tmp:
+        tmp.mkdir()
+        title = f"{name} ({task}, {len(labels)} topics)"
+        if task == "singlelabel":
+            plot_confusion(test.y, y_pred, labels, tmp / "confusion_matrix.png", title)
+        plot_per_class_f1(per_class, tmp / "per_class_f1.png", title)
+    write_json(metrics_path, result)
+    return result
+
+
+TABLE_COLUMNS = (
+    "model",
+    "accuracy",
+    "micro_f1",
+    "macro_f1",
+    "threshold",
+    "epochs",
+    "train_seconds",
+    "trainable_params",
+)
+
+
+def comparison_table(metrics_dir: str | Path) -> str:
+    """A one-screen table of every model evaluated so far, best macro-F1 first."""
+    rows = []
+    for path in sorted(Path(metrics_dir).glob("*.json")):
+        try:
+            rows.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    if not rows:
+        return "(no evaluated models yet)"
+    rows.sort(key=lambda r: -(r.get("macro_f1") or 0))
+
+    def fmt(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+        return str(value)
+
+    table = [list(TABLE_COLUMNS)] + [[fmt(r.get(c)) for c in TABLE_COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(TABLE_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""ingest: read a corpus into one validated table.
+
+Output columns: ``doc_id, split, title, text, topics`` (``split`` is ``train`` or
+``test``; ``topics`` a list of strings).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnops.config import IngestConfig, TableSource
+from rnnops.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["doc_id", "split", "title", "text", "topics"]
+SPLITS = ("train", "test")
+
+
+class CorpusNotFoundError(RuntimeError):
+    """The NLTK corpus is not installed and could not be downloaded."""
+
+
+class CorpusValidationError(ValueError):
+    """The corpus violates the data contract (empty texts, duplicate ids, ...)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    documents: int
+    train: int
+    test: int
+    topics: int
+    dropped_empty: int
+
+
+def _load_nltk_reuters():
+    import nltk
+    from nltk.corpus import reuters
+
+    try:
+        reuters.ensure_loaded()
+        return reuters
+    except LookupError:
+        log.warning("NLTK 'reuters' corpus not found; trying nltk.download('reuters')")
+    try:
+        ok = nltk.download("reuters", quiet=True, raise_on_error=False)
+    except Exception:
+        ok = False
+    if ok:
+        from nltk.corpus import reuters as fresh
+
+        try:
+            fresh.ensure_loaded()
+            return fresh
+        except LookupError:
+            pass
+    raise CorpusNotFoundError(
+        "the NLTK 'reuters' corpus is not installed and nltk.download('reuters') failed.\n"
+        "Provide it in one of these ways:\n"
+        "  - point NLTK_DATA at a folder holding corpora/reuters.zip "
+        "(export NLTK_DATA=/path/to/nltk_data), or\n"
+        "  - download it where there is internet: python -m nltk.downloader -d /path/to/nltk_data "
+        "reuters\n"
+        f"NLTK searched: {', '.join(nltk.data.path)}"
+    )
+
+
+def split_title(raw: str) -> tuple[str, str]:
+    """Reuters stories carry their headline on the first line."""
+    raw = raw.strip()
+    head, _, body = raw.partition("\n")
+    return head.strip(), " ".join(body.split())
+
+
+def read_nltk_reuters() -> pd.DataFrame:
+    reuters = _load_nltk_reuters()
+    rows = []
+    for fileid in reuters.fileids():
+        folder = fileid.partition("/")[0]
+        try:
+            raw = reuters.raw(fileid)
+        except (UnicodeDecodeError, OSError) as exc:
+            raise CorpusValidationError(f"reuters/{fileid}: cannot be read ({exc})") from None
+        title, text = split_title(raw)
+        rows.append(
+            {
+                "doc_id": fileid,
+                "split": "train" if folder == "training" else "test",
+                "title": title,
+                "text": text,
+                "topics": list(reuters.categories(fileid)),
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _parse_labels(value, delimiter: str) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(delimiter) if delimiter else [str(value)]
+    return [item.strip() for item in items if item.strip()]
+
+
+def read_table(cfg: TableSource, base_dir: Path | None = None) -> pd.DataFrame:
+    path = Path(cfg.path)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    if not path.exists():
+        raise CorpusValidationError(f"ingest.table.path: {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    elif suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    else:
+        raise CorpusValidationError(
+            f"ingest.table.path: {path} has suffix {suffix!r}; use a .csv or .parquet file"
+        )
+    wanted = [cfg.text_column, cfg.label_column]
+    wanted += [c for c in (cfg.id_column, cfg.split_column, cfg.title_column) if c]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise CorpusValidationError(
+            f"{path}: missing column(s) {missing}; the file has {list(frame.columns)} "
+            "(set ingest.table.*_column to the right names)"
+        )
+    n = len(frame)
+    out = pd.DataFrame(
+        {
+            "doc_id": frame[cfg.id_column].astype(str)
+            if cfg.id_column
+            else [f"row-{i}" for i in range(n)],
+            "title": frame[cfg.title_column].fillna("").astype(str) if cfg.title_column else "",
+            "text": frame[cfg.text_column].map(lambda v: "" if v is None else str(v)),
+            "topics": [_parse_labels(v, cfg.label_delimiter) for v in frame[cfg.label_column]],
+        }
+    )
+    if cfg.split_column:
+        split = frame[cfg.split_column].map(lambda v: "" if v is None else str(v).strip().lower())
+        split = split.replace({"training": "train", "testing": "test"})
+        out["split"] = split
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        is_test = rng.random(n) < cfg.test_fraction
+        out["split"] = np.where(is_test, "test", "train")
+    return out[COLUMNS]
+
+
+def _examples(ids: pd.Series, limit: int = 5) -> str:
+    shown = ", ".join(map(str, ids.head(limit)))
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return shown + more
+
+
+def validate_corpus(
+    frame: pd.DataFrame, source: str, empty_texts: str = "error"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Enforce the data contract; raise :class:`CorpusValidationError` naming the rows.
+
+    Returns the frame and the ids of empty documents dropped (``empty_texts: drop``).
+    """
+    problems = []
+    dropped: list[str] = []
+    is_empty = (frame["title"].str.strip() + frame["text"].str.strip()) == ""
+    if is_empty.any() and empty_texts == "drop":
+        dropped = frame.loc[is_empty, "doc_id"].astype(str).tolist()
+        log.warning(
+            "dropping %d document(s) with empty text: %s",
+            len(dropped),
+            _examples(pd.Series(dropped)),
+        )
+        frame = frame[~is_empty]
+    elif is_empty.any():
+        empty = frame["doc_id"][is_empty]
+        problems.append(
+            f"{len(empty)} document(s) with empty text: {_examples(empty)} "
+            "(remove them, or set empty_texts: drop for this source)"
+        )
+    if frame.empty:
+        problems.append("it holds no documents")
+    dup = frame["doc_id"][frame["doc_id"].duplicated()]
+    if len(dup):
+        problems.append(f"{len(dup)} duplicate doc_id(s): {_examples(dup)}")
+    bad_split = frame["doc_id"][~frame["split"].isin(SPLITS)]
+    if len(bad_split):
+        problems.append(
+            f"{len(bad_split)} document(s) with a missing or unknown split "
+            f"(allowed: {', '.join(SPLITS)}): {_examples(bad_split)}"
+        )
+    unlabeled = frame["doc_id"][frame["topics"].map(len) == 0]
+    if len(unlabeled):
+        problems.append(f"{len(unlabeled)} document(s) without labels: {_examples(unlabeled)}")
+    for split in SPLITS:
+        if not problems and not (frame["split"] == split).any():
+            problems.append(f"no documents in the {split} split")
+    if problems:
+        raise CorpusValidationError(
+            f"corpus from {source} is invalid:\n  - "
+            + "\n  - ".join(problems)
+            + "\nFix the source data (or the ingest.table column settings) and rerun."
+        )
+    return frame.reset_index(drop=True), dropped
+
+
+def load_corpus(cfg: IngestConfig, base_dir: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+    if cfg.source == "nltk_reuters":
+        frame = read_nltk_reuters()
+        return validate_corpus(frame, "the NLTK reuters corpus", cfg.nltk_reuters.empty_texts)
+    frame = read_table(cfg.table, base_dir)
+    return validate_corpus(frame, str(cfg.table.path), cfg.table.empty_texts)
+
+
+def run_ingest(cfg: IngestConfig, output: str | Path, base_dir: Path | None = None) -> IngestResult:
+    frame, dropped = load_corpus(cfg, base_dir)
+    with atomic_path(output) as tmp:
+        frame.to_parquet(tmp, index=False)
+    topics = {t for ts in frame["topics"] for t in ts}
+    return IngestResult(
+        documents=len(frame),
+        train=int((frame["split"] == "train").sum()),
+        test=int((frame["split"] == "test").sum()),
+        topics=len(topics),
+        dropped_empty=len(dropped),
+    )

@@ -1,0 +1,104 @@
+"""Keras 3 model builders for the recurrent family."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from rnnops.config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="rnnops")
+class MaskedGlobalMaxPooling1D(layers.Layer):
+    """Max over time that ignores padded steps (Keras' GlobalMaxPooling1D drops the mask)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            mask = keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+            inputs = inputs * mask + (1.0 - mask) * keras.ops.cast(-1e9, inputs.dtype)
+            pooled = keras.ops.max(inputs, axis=1)
+            # A document with no tokens at all pools to zeros, not -1e9.
+            return keras.ops.where(pooled <= -1e8, keras.ops.zeros_like(pooled), pooled)
+        return keras.ops.max(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+_RECURRENT = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+
+
+def build_model(
+    cfg: ModelConfig, vocab_size: int, n_labels: int, max_len: int, task: str
+) -> keras.Model:
+    """Embedding → recurrent stack → (pooling) → Dense.
+
+    ``task='multilabel'`` gives independent sigmoid outputs; ``'singlelabel'`` a
+    softmax. With ``layers=2, kind=simple_rnn, pooling=last`` this is the
+    article's Embedding → SimpleRNN → SimpleRNN → Dense network.
+    """
+    if cfg.kind not in _RECURRENT:
+        raise ValueError(f"unknown model kind {cfg.kind!r}; allowed: {', '.join(_RECURRENT)}")
+    inputs = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
+    x = layers.Embedding(
+        vocab_size, cfg.embedding_dim, mask_zero=cfg.mask_padding, name="embedding"
+    )(inputs)
+    if cfg.spatial_dropout > 0:
+        x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
+    rnn_cls = _RECURRENT[cfg.kind]
+    for i in range(cfg.layers):
+        last = i == cfg.layers - 1
+        return_sequences = not last or cfg.pooling == "max"
+        rnn = rnn_cls(
+            cfg.units,
+            return_sequences=return_sequences,
+            dropout=cfg.dropout,
+            recurrent_dropout=cfg.recurrent_dropout,
+            name=f"{cfg.kind}_{i + 1}",
+        )
+        if cfg.bidirectional:
+            rnn = layers.Bidirectional(rnn, name=f"bi_{cfg.kind}_{i + 1}")
+        x = rnn(x)
+    if cfg.pooling == "max":
+        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    if cfg.dropout > 0:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    activation = "softmax" if task == "singlelabel" else "sigmoid"
+    outputs = layers.Dense(n_labels, activation=activation, name="topics")(x)
+    return keras.Model(inputs, outputs, name=f"{cfg.kind}_classifier")
+
+
+def make_optimizer(cfg: ModelConfig) -> keras.optimizers.Optimizer:
+    kwargs = {"learning_rate": cfg.learning_rate}
+    if cfg.clipnorm:
+        kwargs["clipnorm"] = cfg.clipnorm
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if cfg.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**kwargs)
+    return keras.optimizers.SGD(**kwargs)
+
+
+def compile_model(model: keras.Model, cfg: ModelConfig, task: str) -> keras.Model:
+    if task == "singlelabel":
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    else:
+        loss = "binary_crossentropy"
+        metrics = [keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")]
+    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=metrics)
+    return model
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved model in Keras safe mode (refuses Lambda layers and arbitrary code).
+
+    Importing this module registers the project's custom layers first.
+    """
+    return keras.saving.load_model(path, safe_mode=True)

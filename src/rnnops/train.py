@@ -1,0 +1,205 @@
+"""train: fit one recurrent model on the processed data.
+
+Writes ``model.keras`` (Keras 3 native format), ``history.csv`` (one row per
+epoch) and ``train.json`` (time, epochs, parameter count) into the output
+directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnops.config import ModelConfig
+from rnnops.io import read_json, write_json
+from rnnops.preprocess import Dataset, load_dataset
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    model: str
+    kind: str
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    trainable_params: int
+    train_seconds: float
+    seconds_per_epoch: float
+    train_documents: int
+    val_documents: int
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def class_weight_vector(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
+    """Balanced per-class weights (n / (k * count)), clipped to [0.1, 10]."""
+    counts = np.bincount(y, minlength=n_labels) if task == "singlelabel" else y.sum(axis=0)
+    counts = np.maximum(counts.astype(np.float64), 1.0)
+    weights = len(y) / (n_labels * counts)
+    return np.clip(weights, 0.1, 10.0)
+
+
+def sample_weights(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
+    weights = class_weight_vector(y, n_labels, task)
+    if task == "singlelabel":
+        return weights[y].astype(np.float32)
+    # A multi-label document weighs as much as its rarest topic.
+    return (y * weights).max(axis=1).astype(np.float32)
+
+
+def _callbacks(cfg: ModelConfig, extra: Sequence) -> list:
+    import keras
+
+    class FailOnNonFiniteLoss(keras.callbacks.Callback):
+        """Keras' TerminateOnNaN stops fit but returns normally; this fails it."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss}) at batch {batch}; lower the learning rate "
+                    "or enable clipnorm in params.yaml"
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                if "loss" in key and not math.isfinite(float(value)):
+                    raise NonFiniteLossError(f"non-finite {key} ({value}) after epoch {epoch + 1}")
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            shown = " ".join(
+                f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k != "learning_rate"
+            )
+            log.info(
+                "epoch %d/%d %.1fs %s",
+                epoch + 1,
+                cfg.epochs,
+                time.perf_counter() - self._start,
+                shown,
+            )
+
+    callbacks = [FailOnNonFiniteLoss(), Progress()]
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    return callbacks + list(extra)
+
+
+def train_model(
+    cfg: ModelConfig,
+    train: Dataset,
+    val: Dataset,
+    task: str,
+    vocab_size: int,
+    n_labels: int,
+    callbacks: Sequence = (),
+):
+    """Pure core: build, compile and fit a model; return it with its history."""
+    from rnnops.models import build_model, compile_model
+
+    seed_everything(cfg.seed)
+    max_len = train.x.shape[1]
+    model = compile_model(build_model(cfg, vocab_size, n_labels, max_len, task), cfg, task)
+    weights = sample_weights(train.y, n_labels, task) if cfg.class_weights else None
+    start = time.perf_counter()
+    fit = model.fit(
+        train.x,
+        train.y,
+        sample_weight=weights,
+        validation_data=(val.x, val.y),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=_callbacks(cfg, callbacks),
+    )
+    seconds = time.perf_counter() - start
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise NonFiniteLossError("training left non-finite weights in the model")
+    history = pd.DataFrame(fit.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    return model, history, seconds
+
+
+def summarize(
+    name: str,
+    cfg: ModelConfig,
+    model,
+    history: pd.DataFrame,
+    seconds: float,
+    train: Dataset,
+    val: Dataset,
+) -> TrainSummary:
+    best = int(history["val_loss"].idxmin())
+    trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    return TrainSummary(
+        model=name,
+        kind=cfg.kind,
+        epochs_run=len(history),
+        best_epoch=int(history.loc[best, "epoch"]),
+        best_val_loss=float(history.loc[best, "val_loss"]),
+        trainable_params=trainable,
+        train_seconds=round(seconds, 3),
+        seconds_per_epoch=round(seconds / max(len(history), 1), 3),
+        train_documents=len(train.y),
+        val_documents=len(val.y),
+    )
+
+
+def run_train(
+    name: str,
+    cfg: ModelConfig,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    callbacks: Sequence = (),
+) -> TrainSummary:
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    labels = read_json(data_dir / "labels.json")
+    vocab = read_json(data_dir / "vocab.json")
+    train, val = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
+    model, history, seconds = train_model(
+        cfg, train, val, labels["task"], len(vocab["tokens"]), len(labels["labels"]), callbacks
+    )
+    summary = summarize(name, cfg, model, history, seconds, train, val)
+    # Everything is written to a temporary directory first and moved into place
+    # only once complete, so a failure leaves no partial output behind.
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".train.", dir=output_dir))
+    try:
+        model.save(tmp / "model.keras")
+        history.to_csv(tmp / "history.csv", index=False, float_format="%.6g")
+        write_json(tmp / "train.json", asdict(summary))
+        for item in ("model.keras", "history.csv", "train.json"):
+            os.replace(tmp / item, output_dir / item)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary

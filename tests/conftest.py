@@ -1,0 +1,100 @@
+"""Shared fixtures: a tiny generated corpus and a throwaway DVC project around it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from corpus import write_tiny_reuters
+from rnnops.config import apply_overrides
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+
+# Small enough that a whole `dvc repro` takes seconds on two cores.
+TINY_OVERRIDES = {
+    "preprocess.max_len": 40,
+    "preprocess.min_freq": 1,
+    "preprocess.val_fraction": 0.25,
+    **{
+        f"models.{name}.{key}": value
+        for name in ("rnn", "lstm")
+        for key, value in {
+            "units": 8,
+            "embedding_dim": 8,
+            "epochs": 1,
+            "batch_size": 16,
+        }.items()
+    },
+}
+
+
+def tiny_params(extra: dict | None = None) -> dict:
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    return apply_overrides(raw, {**TINY_OVERRIDES, **(extra or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_nltk_data(tmp_path_factory) -> Path:
+    return write_tiny_reuters(tmp_path_factory.mktemp("nltk_data"))
+
+
+def project_env(nltk_data: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        NLTK_DATA=str(nltk_data),
+        PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="rnnops-tests",
+        GIT_AUTHOR_EMAIL="tests@rnnops.invalid",
+        GIT_COMMITTER_NAME="rnnops-tests",
+        GIT_COMMITTER_EMAIL="tests@rnnops.invalid",
+    )
+    env.update(extra)
+    return env
+
+
+def run(
+    cmd: list[str], cwd: Path, env: dict, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def make_project(dest: Path, nltk_data: Path, params: dict | None = None) -> tuple[Path, dict]:
+    """A fresh git + DVC repository holding the project's pipeline and code."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in ("dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore"):
+        shutil.copy2(PROJECT_ROOT / item, dest / item)
+    shutil.copytree(
+        PROJECT_ROOT / "src",
+        dest / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
+    env = project_env(nltk_data)
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run([str(BIN_DIR / "dvc"), "init", "-q"], dest, env)
+    run([str(BIN_DIR / "dvc"), "config", "core.analytics", "false"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-q", "-m", "tiny project"], dest, env)
+    return dest, env
+
+
+@pytest.fixture
+def tiny_project(tmp_path, tiny_nltk_data) -> tuple[Path, dict]:
+    return make_project(tmp_path / "project", tiny_nltk_data)

@@ -1,0 +1,86 @@
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from rnnops.config import ConfigError, apply_overrides, load_params, parse_params
+from tests_support import PROJECT_ROOT
+
+
+def shipped() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def bad(overrides: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_params(apply_overrides(shipped(), overrides))
+    return str(info.value)
+
+
+def test_shipped_params_are_valid():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert {"rnn", "lstm"} <= set(params.models)
+    rnn = params.models["rnn"]
+    assert (rnn.kind, rnn.layers, rnn.pooling) == ("simple_rnn", 2, "last")
+    assert params.preprocess.task == "multilabel"
+
+
+def test_unknown_key_is_named():
+    msg = bad({"models.lstm.unitz": 3})
+    assert "models.lstm.unitz" in msg and "unknown key" in msg
+
+
+def test_units_must_be_positive():
+    msg = bad({"models.lstm.units": 0})
+    assert "models.lstm.units" in msg and "greater than or equal to 1" in msg
+
+
+def test_unknown_model_kind_lists_allowed_values():
+    msg = bad({"models.rnn.kind": "transformer"})
+    assert "models.rnn.kind" in msg
+    assert "'simple_rnn', 'lstm' or 'gru'" in msg and "transformer" in msg
+
+
+def test_max_len_at_least_one():
+    assert "preprocess.max_len" in bad({"preprocess.max_len": 0})
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.1])
+def test_validation_fraction_inside_open_interval(value):
+    msg = bad({"preprocess.val_fraction": value})
+    assert "preprocess.val_fraction" in msg
+
+
+def test_wrong_type_is_named():
+    msg = bad({"models.lstm.epochs": "many"})
+    assert "models.lstm.epochs" in msg and "'many'" in msg
+
+
+def test_singlelabel_needs_a_benchmark_label_set():
+    msg = bad({"preprocess.task": "singlelabel"})
+    assert "label_set" in msg and "r8" in msg
+
+
+def test_table_source_needs_a_path():
+    msg = bad({"ingest.source": "table"})
+    assert "ingest.table.path" in msg
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_overrides_apply_dotted_keys():
+    params = parse_params(apply_overrides(shipped(), {"models.lstm.units": 17}))
+    assert params.models["lstm"].units == 17
+    assert params.models["rnn"].units != 17 or shipped()["models"]["rnn"]["units"] == 17
+
+
+def test_params_are_frozen():
+    params = parse_params(shipped())
+    with pytest.raises(ValidationError):
+        params.models["lstm"].units = 3

@@ -1,0 +1,137 @@
+import nltk
+import pandas as pd
+import pytest
+
+from rnnops.config import IngestConfig, TableSource
+from rnnops.ingest import (
+    CorpusNotFoundError,
+    CorpusValidationError,
+    read_nltk_reuters,
+    read_table,
+    run_ingest,
+    split_title,
+    validate_corpus,
+)
+
+
+def write_csv(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_split_title_takes_first_line():
+    assert split_title("WHEAT UP\n  prices rose\n  sharply ") == ("WHEAT UP", "prices rose sharply")
+
+
+def test_table_source_parses_delimited_labels_and_split(tmp_path):
+    path = write_csv(
+        tmp_path / "docs.csv",
+        [
+            {"id": "a", "body": "oil up", "labels": "crude; nat-gas", "part": "train"},
+            {"id": "b", "body": "wheat", "labels": "grain", "part": "TEST"},
+        ],
+    )
+    cfg = TableSource(
+        path=str(path),
+        id_column="id",
+        text_column="body",
+        label_column="labels",
+        split_column="part",
+    )
+    frame = read_table(cfg)
+    assert frame["topics"].tolist() == [["crude", "nat-gas"], ["grain"]]
+    assert frame["split"].tolist() == ["train", "test"]
+
+
+def test_table_source_without_split_column_is_seeded(tmp_path):
+    rows = [{"text": f"doc {i}", "topics": "x"} for i in range(200)]
+    path = write_csv(tmp_path / "docs.csv", rows)
+    a = read_table(TableSource(path=str(path), seed=1))
+    b = read_table(TableSource(path=str(path), seed=1))
+    assert a["split"].tolist() == b["split"].tolist()
+    assert 0.1 < (a["split"] == "test").mean() < 0.3
+
+
+def test_table_parquet_with_list_labels(tmp_path):
+    path = tmp_path / "docs.parquet"
+    pd.DataFrame(
+        {"text": ["a b", "c d"], "topics": [["x", "y"], ["z"]], "split": ["train", "test"]}
+    ).to_parquet(path)
+    frame = read_table(TableSource(path=str(path), split_column="split"))
+    assert frame["topics"].tolist() == [["x", "y"], ["z"]]
+
+
+def test_missing_column_names_the_setting(tmp_path):
+    path = write_csv(tmp_path / "docs.csv", [{"body": "x", "topics": "a"}])
+    with pytest.raises(CorpusValidationError, match=r"missing column\(s\) \['text'\]"):
+        read_table(TableSource(path=str(path)))
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "docs.txt").write_text("x")
+    with pytest.raises(CorpusValidationError, match=r"\.csv or \.parquet"):
+        read_table(TableSource(path=str(tmp_path / "docs.txt")))
+
+
+def frame(**changes):
+    base = {
+        "doc_id": ["a", "b", "c"],
+        "split": ["train", "train", "test"],
+        "title": ["", "", ""],
+        "text": ["x y", "z", "w"],
+        "topics": [["t"], ["u"], ["t"]],
+    }
+    base.update(changes)
+    return pd.DataFrame(base)
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"text": ["x", "  ", "w"]}, "1 document(s) with empty text: b"),
+        ({"doc_id": ["a", "a", "c"]}, "1 duplicate doc_id(s): a"),
+        ({"split": ["train", None, "test"]}, "missing or unknown split"),
+        ({"topics": [["t"], [], ["t"]]}, "1 document(s) without labels: b"),
+        ({"split": ["train", "train", "train"]}, "no documents in the test split"),
+    ],
+)
+def test_validation_fails_loudly(changes, needle):
+    with pytest.raises(CorpusValidationError) as info:
+        validate_corpus(frame(**changes), "docs.csv")
+    assert needle in str(info.value)
+
+
+def test_empty_texts_can_be_dropped():
+    out, dropped = validate_corpus(frame(text=["x", "", "w"]), "docs.csv", empty_texts="drop")
+    assert dropped == ["b"] and out["doc_id"].tolist() == ["a", "c"]
+
+
+def test_failed_ingest_writes_nothing(tmp_path):
+    path = write_csv(tmp_path / "docs.csv", [{"text": "", "topics": "a", "split": "train"}])
+    cfg = IngestConfig(source="table", table=TableSource(path=str(path), split_column="split"))
+    out = tmp_path / "raw" / "reuters.parquet"
+    with pytest.raises(CorpusValidationError):
+        run_ingest(cfg, out)
+    assert not out.exists()
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+
+
+def test_nltk_reader_uses_the_nltk_layout(tiny_nltk_data, monkeypatch):
+    monkeypatch.setattr(nltk.data, "path", [str(tiny_nltk_data)])
+    nltk.corpus.reuters._unload() if hasattr(nltk.corpus.reuters, "_unload") else None
+    frame = read_nltk_reuters()
+    assert len(frame) == 66
+    assert set(frame["split"]) == {"train", "test"}
+    assert frame["title"].str.isupper().all()
+
+
+def test_missing_corpus_explains_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    monkeypatch.setattr(nltk, "download", lambda *a, **k: False)  # no network here
+    from nltk.corpus import reuters
+
+    if hasattr(reuters, "_unload"):
+        reuters._unload()
+    with pytest.raises(CorpusNotFoundError) as info:
+        read_nltk_reuters()
+    assert "NLTK_DATA" in str(info.value) and "nltk.downloader" in str(info.value)
