@@ -16,7 +16,9 @@ from rnnops.text import document_text
 
 def _texts(raw: pd.DataFrame, doc_ids: np.ndarray, include_title: bool) -> list[str]:
     rows = raw.set_index("doc_id").loc[list(doc_ids)]
-    return [document_text(t, x, include_title) for t, x in zip(rows["title"], rows["text"], strict=True)]
+    return [
+        document_text(t, x, include_title) for t, x in zip(rows["title"], rows["text"], strict=True)
+    ]
 
 
 def tfidf_svm(raw_path: str | Path, data_dir: str | Path) -> dict:

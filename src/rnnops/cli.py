@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,10 +62,54 @@ def _model_cfg(params: Params, name: str):
     return params.models[name]
 
 
+def _start_tracking(params: Params, data_dir: str) -> tuple[object, dict[str, str], str | None]:
+    from rnnops import tracking
+
+    uri = tracking.configure(params.tracking.uri, params.tracking.experiment)
+    log.info("MLflow tracking at %s, experiment %s", uri, params.tracking.experiment)
+    data_hash = tracking.dvc_locked_hash("preprocess", Path(data_dir).as_posix())
+    return tracking, tracking.lineage_tags(data_hash), data_hash
+
+
 def cmd_train(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.io import read_json, remove_on_failure
     from rnnops.train import run_train
 
-    summary = run_train(args.model, _model_cfg(params, args.model), args.data, args.out)
+    cfg = _model_cfg(params, args.model)
+    tracking, tags, data_hash = _start_tracking(params, args.data)
+    tags.update({"rnnops.model": args.model, "rnnops.kind": cfg.kind, "rnnops.stage": "train"})
+    data_dir, out = Path(args.data), Path(args.out)
+    with tracking.stage_run(run_name=args.model, tags=tags) as run:
+        tracking.log_params(
+            {
+                "model.name": args.model,
+                **tracking.flat_params("model", cfg.model_dump(mode="json")),
+                **tracking.flat_params("data", read_json(data_dir / "params.json")),
+            }
+        )
+        tracking.log_dataset(data_dir, data_hash, "reuters-processed", context="training")
+        with remove_on_failure(out / "model.keras", out / "history.csv", out / "train.json"):
+            summary = run_train(
+                args.model,
+                cfg,
+                data_dir,
+                out,
+                callbacks=[tracking.epoch_logger()],
+                run_id=run.info.run_id,
+            )
+            tracking.log_metrics(
+                {
+                    "train_seconds": summary.train_seconds,
+                    "seconds_per_epoch": summary.seconds_per_epoch,
+                    "epochs_run": summary.epochs_run,
+                    "best_epoch": summary.best_epoch,
+                    "trainable_params": summary.trainable_params,
+                }
+            )
+            tracking.log_artifact(out / "history.csv")
+            tracking.log_artifact(out / "train.json")
+            for name in ("vocab.json", "labels.json", "stats.json", "params.json"):
+                tracking.log_artifact(data_dir / name, "data")
     log.info(
         "train@%s: %d epochs in %.1fs (best epoch %d, val_loss %.4f, %d parameters) -> %s",
         args.model,
@@ -77,19 +122,59 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
     )
 
 
-def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
-    from rnnops.evaluate import comparison_table, run_evaluate
+SAMPLE_TEXTS = [
+    "Oil prices rose after OPEC agreed to cut crude output.",
+    "The company reported higher quarterly profit and raised its dividend.",
+]
 
-    _model_cfg(params, args.model)
-    result = run_evaluate(
-        args.model,
-        params.evaluate,
-        args.model_dir,
-        args.data,
-        args.metrics,
-        args.plots,
-        args.report,
+
+def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.evaluate import METRIC_KEYS, comparison_table, run_evaluate
+    from rnnops.io import read_json, remove_on_failure, write_json
+
+    cfg = _model_cfg(params, args.model)
+    model_dir, data_dir, report = Path(args.model_dir), Path(args.data), Path(args.report)
+    train_info = read_json(model_dir / "train.json") if (model_dir / "train.json").exists() else {}
+    tracking, tags, data_hash = _start_tracking(params, args.data)
+    tags.update(
+        {
+            "rnnops.model": args.model,
+            "rnnops.kind": cfg.kind,
+            "rnnops.evaluate.threshold_rule": str(params.evaluate.threshold),
+            "rnnops.evaluate.at_least_one": str(params.evaluate.at_least_one).lower(),
+        }
     )
+    with (
+        tracking.stage_run(
+            run_id=train_info.get("mlflow_run_id"), run_name=args.model, tags=tags
+        ) as run,
+        remove_on_failure(args.metrics, args.plots, args.report),
+    ):
+        result = run_evaluate(
+            args.model, params.evaluate, model_dir, data_dir, args.metrics, args.plots, report
+        )
+        tracking.log_dataset(data_dir, data_hash, "reuters-processed", context="evaluation")
+        tracking.log_metrics({f"test_{k}": result[k] for k in METRIC_KEYS})
+        if result["threshold"] is not None:
+            tracking.log_metrics({"decision_threshold": result["threshold"]})
+        tracking.log_artifact(args.metrics, "evaluation")
+        tracking.log_artifact(report, "evaluation")
+        tracking.log_artifact(args.plots, "plots")
+        model_uri = tracking.log_text_model(
+            model_dir / "model.keras",
+            data_dir / "vocab.json",
+            report / "decision.json",
+            SAMPLE_TEXTS,
+        )
+        write_json(
+            report / "mlflow.json",
+            {
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "model_uri": model_uri,
+                "data_hash": data_hash,
+            },
+        )
     log.info(
         "evaluate@%s: accuracy %.4f, micro-F1 %.4f, macro-F1 %.4f -> %s",
         args.model,
@@ -99,6 +184,27 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
         args.metrics,
     )
     print(comparison_table(Path(args.metrics).parent))
+
+
+def cmd_promote(args: argparse.Namespace, params: Params) -> None:
+    from rnnops import tracking
+    from rnnops.promote import run_promote
+
+    uri = tracking.configure(params.tracking.uri, params.tracking.experiment)
+    log.info("MLflow registry at %s, model %s", uri, params.promotion.registered_model)
+    decision = run_promote(
+        list(params.models),
+        params.promotion,
+        Path(args.metrics),
+        Path(args.evaluations),
+        Path(args.data),
+        Path(args.raw),
+        Path(args.out),
+    )
+    print(
+        f"{decision.registered_model} v{decision.candidate_version} ({decision.candidate}) -> "
+        f"{decision.decision}: {decision.reason}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +261,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", required=True, help="plots directory to write, e.g. plots/lstm")
     p.add_argument("--report", required=True, help="report directory to write, e.g. reports/lstm")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "promote",
+        help="register the best model; move champion only on evidence",
+        description="Register this execution's best model (by promotion.metric) and "
+        "move the champion alias only if it beats the champion on the same test data "
+        "by promotion.min_delta; else it becomes challenger.",
+    )
+    p.add_argument("--metrics", required=True, help="directory of metrics/<model>.json")
+    p.add_argument(
+        "--evaluations", required=True, help="directory of evaluate report dirs, e.g. reports/eval"
+    )
+    p.add_argument(
+        "--data", required=True, help="processed data directory (to re-score the champion)"
+    )
+    p.add_argument("--raw", required=True, help="ingested Parquet table (raw test texts)")
+    p.add_argument(
+        "--out", required=True, help="decision JSON to write, e.g. reports/promotion.json"
+    )
+    p.set_defaults(func=cmd_promote)
     return parser
 
 
@@ -163,15 +289,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     func: Callable = args.func
+    from rnnops.tracking import Terminated
+
+    def _terminate(signum, frame):
+        raise Terminated(f"received signal {signum}")
+
+    # SIGTERM becomes an exception so open MLflow runs end KILLED and partial
+    # outputs are removed on the way out.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load_params(args.params)
         func(args, params)
     except ConfigError as exc:
         print(f"rnnops {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"rnnops {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        print(f"rnnops {args.command}: interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # the stage's own message, without a traceback wall
         if args.verbose:
             raise

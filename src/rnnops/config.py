@@ -129,11 +129,29 @@ class EvaluateConfig(_Strict):
     at_least_one: bool = True
 
 
+class TrackingConfig(_Strict):
+    # null: $MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db
+    uri: str | None = None
+    experiment: str = Field(default="reuters-topics", min_length=1)
+
+
+PROMOTION_METRICS = ("macro_f1", "micro_f1", "accuracy", "weighted_f1")
+
+
+class PromotionConfig(_Strict):
+    registered_model: str = Field(default="reuters-topics", min_length=1)
+    metric: Literal["macro_f1", "micro_f1", "accuracy", "weighted_f1"] = "macro_f1"
+    # The champion alias moves only when the candidate wins by at least this much.
+    min_delta: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
 class Params(_Strict):
     ingest: IngestConfig = IngestConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     models: dict[str, ModelConfig] = Field(min_length=1)
     evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     @model_validator(mode="after")
     def _model_names(self) -> Params:

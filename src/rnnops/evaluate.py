@@ -262,6 +262,7 @@ def run_evaluate(
     return result
 
 
+METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "micro_precision", "micro_recall")
 TABLE_COLUMNS = (
     "model",
     "accuracy",

@@ -44,3 +44,17 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+@contextlib.contextmanager
+def remove_on_failure(*paths: str | Path) -> Iterator[None]:
+    """Remove ``paths`` if the block fails, so a failed stage leaves no output behind."""
+    try:
+        yield
+    except BaseException:
+        for path in map(Path, paths):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+        raise

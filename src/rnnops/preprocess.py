@@ -259,6 +259,7 @@ def run_preprocess(
             tmp / "labels.json", {"task": cfg.task, "label_set": cfg.label_set, "labels": labels}
         )
         write_json(tmp / "stats.json", stats)
+        write_json(tmp / "params.json", cfg.model_dump(mode="json"))
     return PreprocessResult(
         splits={k: len(v.doc_ids) for k, v in datasets.items()},
         labels=len(labels),

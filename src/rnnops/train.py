@@ -43,6 +43,7 @@ class TrainSummary:
     seconds_per_epoch: float
     train_documents: int
     val_documents: int
+    mlflow_run_id: str | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -158,6 +159,7 @@ def summarize(
     seconds: float,
     train: Dataset,
     val: Dataset,
+    run_id: str | None = None,
 ) -> TrainSummary:
     best = int(history["val_loss"].idxmin())
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
@@ -172,6 +174,7 @@ def summarize(
         seconds_per_epoch=round(seconds / max(len(history), 1), 3),
         train_documents=len(train.y),
         val_documents=len(val.y),
+        mlflow_run_id=run_id,
     )
 
 
@@ -181,6 +184,7 @@ def run_train(
     data_dir: str | Path,
     output_dir: str | Path,
     callbacks: Sequence = (),
+    run_id: str | None = None,
 ) -> TrainSummary:
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     labels = read_json(data_dir / "labels.json")
@@ -189,7 +193,7 @@ def run_train(
     model, history, seconds = train_model(
         cfg, train, val, labels["task"], len(vocab["tokens"]), len(labels["labels"]), callbacks
     )
-    summary = summarize(name, cfg, model, history, seconds, train, val)
+    summary = summarize(name, cfg, model, history, seconds, train, val, run_id)
     # Everything is written to a temporary directory first and moved into place
     # only once complete, so a failure leaves no partial output behind.
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -200,6 +204,10 @@ def run_train(
         write_json(tmp / "train.json", asdict(summary))
         for item in ("model.keras", "history.csv", "train.json"):
             os.replace(tmp / item, output_dir / item)
+    except BaseException:
+        for item in ("model.keras", "history.csv", "train.json"):
+            (output_dir / item).unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

@@ -1,0 +1,78 @@
+"""Raw text in, topics out: the trained network plus its vocabulary and decision rule.
+
+This is what the registered model wraps, so serving encodes and decides exactly
+as evaluate did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnops.evaluate import Decision
+from rnnops.io import read_json
+from rnnops.text import TextSettings, texts_to_ids, vocab_index
+
+OUTPUT_COLUMNS = ("topics", "scores", "top_topic", "top_score")
+
+
+@dataclass
+class TopicPredictor:
+    model: object
+    vocab: list[str]
+    labels: list[str]
+    settings: TextSettings
+    decision: Decision
+
+    def __post_init__(self) -> None:
+        self._index = vocab_index(self.vocab)
+
+    @classmethod
+    def from_files(cls, model_path: Path, vocab_path: Path, decision_path: Path) -> TopicPredictor:
+        from rnnops.models import load_model
+
+        vocab = read_json(vocab_path)
+        decision = read_json(decision_path)
+        return cls(
+            model=load_model(model_path),
+            vocab=vocab["tokens"],
+            labels=decision["labels"],
+            settings=TextSettings(**vocab["text_settings"]),
+            decision=Decision(
+                task=decision["task"],
+                threshold=decision["threshold"],
+                at_least_one=decision["at_least_one"],
+            ),
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return texts_to_ids(list(texts), self._index, self.settings)
+
+    def scores(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return np.asarray(self.model.predict(self.encode(texts), batch_size=batch_size, verbose=0))
+
+    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
+        """One row per text: the chosen topics with their scores, and the best topic."""
+        scores = self.scores(texts)
+        chosen = self.decision.apply(scores)
+        names = np.array(self.labels)
+        rows = []
+        for row, pick in zip(scores, chosen, strict=True):
+            idx = [int(pick)] if self.decision.task == "singlelabel" else list(np.flatnonzero(pick))
+            idx.sort(key=lambda i: -row[i])
+            best = int(row.argmax())
+            rows.append(
+                {
+                    "topics": [str(names[i]) for i in idx],
+                    "scores": [round(float(row[i]), 6) for i in idx],
+                    "top_topic": str(names[best]),
+                    "top_score": round(float(row[best]), 6),
+                }
+            )
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))

@@ -1,0 +1,452 @@
+"""Everything that talks to MLflow: tracking, lineage, the text-in model, the registry.
+
+Stages call these functions; nothing else in the package imports mlflow. The
+tracking URI is resolved when a stage configures tracking, never at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+EXP_TMP_MARKER = f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}"
+STORE_FILE = "mlflow.db"
+RESERVED_ALIASES = ("latest",)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so that open runs end as KILLED."""
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not be reached or refused an operation."""
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project's root, also from a DVC experiment's temporary copy.
+
+    `dvc exp run --temp` runs stages under `<root>/.dvc/tmp/exps/...`; runs
+    started there must log to the project's store, not to the throwaway copy.
+    """
+    path = Path(start or os.getcwd()).resolve()
+    text = str(path)
+    if EXP_TMP_MARKER in text:
+        return Path(text.split(EXP_TMP_MARKER)[0])
+    return path
+
+
+def resolve_tracking_uri(configured: str | None, root: Path | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI``, else params ``tracking.uri``, else the project's SQLite store."""
+    root = project_root(root)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if not uri:
+        return f"sqlite:///{root / STORE_FILE}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # A relative SQLite path is taken relative to the project root, not the cwd.
+        return f"sqlite:///{(root / uri[len('sqlite:///') :]).resolve()}"
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float = 600.0) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed), bounded in time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(
+                        f"timed out after {timeout:.0f}s waiting for lock {path}"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_store(uri: str) -> None:
+    """Create the tracking store once, before any parallel use.
+
+    Concurrent first use of a fresh SQLite store runs its migrations several
+    times at once and corrupts it; a file lock makes the first creation serial.
+    """
+    import mlflow
+
+    db = _sqlite_path(uri)
+    if db is None:
+        return
+    with file_lock(db.with_name(db.name + ".lock")):
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+def configure(uri_param: str | None, experiment: str) -> str:
+    """Point MLflow at the resolved store and experiment; return the URI."""
+    import mlflow
+
+    uri = resolve_tracking_uri(uri_param)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    ensure_store(uri)
+    mlflow.set_tracking_uri(uri)
+    if _sqlite_path(uri) is not None and not os.environ.get("MLFLOW_ARTIFACT_ROOT"):
+        root = _sqlite_path(uri).parent / "mlartifacts"
+        client = mlflow.MlflowClient()
+        if client.get_experiment_by_name(experiment) is None:
+            with contextlib.suppress(Exception):  # another process created it first
+                client.create_experiment(experiment, artifact_location=root.as_uri())
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def dvc_locked_hash(stage: str, out_path: str, cwd: Path | None = None) -> str | None:
+    """The hash DVC recorded in ``dvc.lock`` for ``out_path`` of ``stage``."""
+    lock = Path(cwd or os.getcwd()) / "dvc.lock"
+    if not lock.exists():
+        return None
+    data = yaml.safe_load(lock.read_text()) or {}
+    for out in (data.get("stages", {}).get(stage, {}) or {}).get("outs", []):
+        if out.get("path") == out_path:
+            return out.get("md5") or out.get("hash")
+    return None
+
+
+def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, str]:
+    from rnnops import __version__
+
+    cwd = Path(cwd or os.getcwd())
+    commit = _git(cwd, "rev-parse", "HEAD")
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    tags = {
+        "mlflow.source.git.commit": commit or "unknown",
+        "rnnops.git.commit": commit or "unknown",
+        "rnnops.git.dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "rnnops.data.hash": data_hash or "unknown",
+        "rnnops.version": __version__,
+        "rnnops.host": platform.node(),
+        "rnnops.project_root": str(project_root(cwd)),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["rnnops.dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    for env, tag in (
+        ("RNNOPS_PREFECT_FLOW_RUN_ID", "prefect.flow_run_id"),
+        ("RNNOPS_PREFECT_FLOW_RUN_URL", "prefect.flow_run_url"),
+        ("RNNOPS_PREFECT_DEPLOYMENT", "prefect.deployment"),
+        ("RNNOPS_SWEEP_ID", "rnnops.sweep_id"),
+    ):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@contextlib.contextmanager
+def stage_run(
+    run_id: str | None = None, run_name: str | None = None, tags: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """Start (or resume) a run; end it FINISHED, FAILED, or KILLED — never left RUNNING."""
+    import mlflow
+
+    run = None
+    if run_id:
+        try:
+            mlflow.MlflowClient().get_run(run_id)
+            run = mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            log.warning("MLflow run %s not found in this store; starting a new run", run_id)
+    if run is None:
+        run = mlflow.start_run(run_name=run_name)
+    if tags:
+        mlflow.set_tags(dict(tags))
+    try:
+        yield run
+    except (KeyboardInterrupt, Terminated):
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def flat_params(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            out.update(flat_params(name, value))
+        else:
+            out[name] = "null" if value is None else str(value)
+    return out
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params(dict(params))
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+    mlflow.log_metrics(finite, step=step)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    elif path.exists():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_dataset(path: str | Path, digest: str | None, name: str, context: str) -> None:
+    """Record the processed data as the run's input, with DVC's hash as its digest."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = resolve_dataset_source(str(Path(path).resolve()))
+    dataset = MetaDataset(source=source, name=name, digest=(digest or "unknown")[:36])
+    mlflow.log_input(dataset, context=context)
+
+
+def epoch_logger():
+    """A Keras callback that logs every epoch's metrics to the active run (step = epoch)."""
+    import keras
+
+    class MlflowEpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log_metrics({k: v for k, v in (logs or {}).items()}, step=epoch + 1)
+
+    return MlflowEpochLogger()
+
+
+def active_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def run_url(run_id: str) -> str:
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    run = mlflow.MlflowClient().get_run(run_id)
+    if uri.startswith("http"):
+        return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return f"{uri} experiment {run.info.experiment_id} run {run_id}"
+
+
+# --------------------------------------------------------------------------- the text-in model
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class TopicModel(mlflow.pyfunc.PythonModel):
+        """Raw news text in (a ``text`` column), topics with scores out."""
+
+        def load_context(self, context):
+            from rnnops.predictor import TopicPredictor
+
+            self.predictor = TopicPredictor.from_files(
+                Path(context.artifacts["keras_model"]),
+                Path(context.artifacts["vocab"]),
+                Path(context.artifacts["decision"]),
+            )
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            if isinstance(model_input, pd.DataFrame):
+                texts = model_input["text"].astype(str).tolist()
+            else:
+                texts = [str(t) for t in model_input]
+            return self.predictor.predict(texts)
+
+    return TopicModel
+
+
+def log_text_model(
+    keras_path: Path, vocab_path: Path, decision_path: Path, sample: list[str]
+) -> str:
+    """Log the pyfunc that takes raw text; return its ``runs:/`` URI."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from rnnops import __version__
+    from rnnops.predictor import TopicPredictor
+
+    predictor = TopicPredictor.from_files(keras_path, vocab_path, decision_path)
+    example_in = pd.DataFrame({"text": sample})
+    signature = infer_signature(example_in, predictor.predict(sample))
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_pyfunc_class()(),
+        artifacts={
+            "keras_model": str(keras_path),
+            "vocab": str(vocab_path),
+            "decision": str(decision_path),
+        },
+        signature=signature,
+        input_example=example_in,
+        pip_requirements=[f"rnnops=={__version__}"],
+    )
+    return info.model_uri
+
+
+def load_text_model(uri: str):
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(uri)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def get_alias_version(name: str, alias: str):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def register_version(model_uri: str, name: str, tags: Mapping[str, str]) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            client.create_registered_model(
+                name, description="Reuters topic classifier: raw text in, topics out."
+            )
+    version = mlflow.register_model(model_uri, name, tags=dict(tags))
+    return str(version.version)
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if alias.lower() in RESERVED_ALIASES or (alias.lower().startswith("v") and alias[1:].isdigit()):
+        raise TrackingError(
+            f"alias {alias!r} is reserved by MLflow; use another name (e.g. champion)"
+        )
+    try:
+        client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        raise TrackingError(
+            f"model {name!r} has no version {version}; nothing was changed"
+        ) from None
+    client.set_registered_model_alias(name, alias, version)
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def describe_version(name: str, version: str, description: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().update_model_version(name, version, description=description)
+
+
+def version_info(name: str, version: str) -> dict:
+    import mlflow
+
+    mv = mlflow.MlflowClient().get_model_version(name, version)
+    return {
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "tags": dict(mv.tags),
+        "aliases": list(mv.aliases),
+    }
+
+
+def run_status(run_id: str) -> str:
+    import mlflow
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.status
+    except mlflow.exceptions.MlflowException:
+        return "MISSING"
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    import mlflow
+
+    return dict(mlflow.MlflowClient().get_run(run_id).data.params)
+
+
+def log_run_text(run_id: str, text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def registry_lock_path() -> Path:
+    """Where promotions serialise: next to the SQLite store, else in the project."""
+    import mlflow
+
+    db = _sqlite_path(mlflow.get_tracking_uri())
+    base = db.parent if db else project_root()
+    return base / ".rnnops-promotion.lock"
