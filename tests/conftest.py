@@ -97,4 +97,23 @@ def make_project(dest: Path, nltk_data: Path, params: dict | None = None) -> tup
 
 @pytest.fixture
 def tiny_project(tmp_path, tiny_nltk_data) -> tuple[Path, dict]:
-    return make_project(tmp_path / "project", tiny_nltk_data)
+    project, env = make_project(tmp_path / "project", tiny_nltk_data)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return project, env
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False))
+
+
+def both_models(**values) -> dict:
+    return {f"models.{name}.{key}": value for name in ("rnn", "lstm") for key, value in values.items()}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,93 @@
+"""The tiny pipeline against a real `mlflow server` process on 127.0.0.1."""
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import mlflow
+import pandas as pd
+import pytest
+
+from conftest import BIN_DIR, both_models, free_port, make_project, run, set_params
+
+pytestmark = pytest.mark.integration
+
+DVC = str(BIN_DIR / "dvc")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(base / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN_DIR / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{base / 'backend.db'}",
+         "--artifacts-destination", str(base / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, (base / "server.log").read_text()
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not become healthy:\n" + (base / "server.log").read_text())
+    yield url
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()
+
+
+def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_nltk_data):
+    project, env = make_project(tmp_path / "project", tiny_nltk_data)
+    env["MLFLOW_TRACKING_URI"] = mlflow_server
+    client = mlflow.MlflowClient(mlflow_server)
+
+    set_params(project, both_models(learning_rate=0.01, epochs=4))
+    run([DVC, "repro"], project, env)
+    first = client.get_model_version_by_alias("reuters-topics", "champion")
+    assert first.version in (1, "1")
+    exp = client.get_experiment_by_name("reuters-topics")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+
+    # Worse parameters: registered, but only as challenger.
+    set_params(project, both_models(learning_rate=0.000001, epochs=1))
+    run([DVC, "repro"], project, env)
+    decision = json.loads((project / "reports/promotion.json").read_text())
+    assert decision["decision"] == "challenger", decision
+    assert client.get_model_version_by_alias("reuters-topics", "champion").version == first.version
+    challenger = client.get_model_version_by_alias("reuters-topics", "challenger")
+    assert str(challenger.version) == decision["candidate_version"]
+    assert challenger.tags["promotion.decision"] == "challenger"
+
+    # Better parameters on different data (longer sequences): the champion is
+    # re-scored on the new test split and then beaten.
+    set_params(project, {**both_models(learning_rate=0.01, epochs=15), "preprocess.max_len": 50})
+    run([DVC, "repro"], project, env)
+    decision = json.loads((project / "reports/promotion.json").read_text())
+    assert decision["decision"] == "champion", decision
+    assert decision["champion_rescored"] is True
+    assert decision["candidate_score"] > decision["champion_score"]
+    champion = client.get_model_version_by_alias("reuters-topics", "champion")
+    assert str(champion.version) == decision["candidate_version"] != str(first.version)
+
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
+    out = model.predict(pd.DataFrame({"text": ["Wheat and corn harvest: farmers sold grain bushels",
+                                               "OPEC oil output cut lifts crude barrel prices"]}))
+    assert list(out["top_topic"]) == ["grain", "crude"]
+    assert all(len(t) >= 1 for t in out["topics"])
