@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install run repro test test-unit test-integration test-e2e lint format metrics plots clean
+.PHONY: help install run repro test test-unit test-integration test-e2e lint format metrics plots ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ metrics: install ## compare the models' test metrics
 
 plots: install ## render the DVC plots (learning curves, per-class F1) to dvc_plots/index.html
 	$(BIN)/dvc plots show
+
+MLFLOW_PORT ?= 5000
+ui: install ## serve the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (the project's mlflow.db)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 
 clean: ## remove pipeline outputs (the DVC cache keeps them)
 	rm -rf data/raw data/processed models metrics plots reports dvc_plots

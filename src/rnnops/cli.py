@@ -207,6 +207,26 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def cmd_reproduce(args: argparse.Namespace, params: Params) -> int:
+    from rnnops import tracking
+    from rnnops.reproduce import reproduce_run
+
+    tracking.configure(params.tracking.uri, params.tracking.experiment)
+    result = reproduce_run(
+        args.run_id, tracking.project_root(), tolerance=args.tolerance, keep=args.keep
+    )
+    print(f"run {result.run_id} ({result.model}) at commit {result.commit[:10]}")
+    print(f"  data hash: recorded {result.data_hash_recorded}, reproduced {result.data_hash_now}")
+    for key, old in result.metrics_recorded.items():
+        new = result.metrics_now.get(key)
+        mark = "  " if key not in result.differences else "!="
+        print(
+            f"  {mark} {key:<16} recorded {old:.6f}  reproduced {new if new is None else f'{new:.6f}'}"
+        )
+    print("metrics match" if result.matches else "metrics DO NOT match")
+    return 0 if result.matches else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnops",
@@ -281,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="decision JSON to write, e.g. reports/promotion.json"
     )
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="re-run a tracked model from its commit, data and params",
+        description="Check the run's recorded commit out into a fresh git worktree, "
+        "restore its data with DVC, re-train and re-evaluate with the recorded params, "
+        "and report whether the test metrics match (exit 3 when they do not).",
+    )
+    p.add_argument("--run-id", required=True, help="MLflow run id")
+    p.add_argument("--tolerance", type=float, default=1e-6, help="absolute tolerance per metric")
+    p.add_argument("--keep", action="store_true", help="keep the temporary worktree output")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
@@ -299,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load_params(args.params)
-        func(args, params)
+        status = func(args, params)
+        if status:
+            return int(status)
     except ConfigError as exc:
         print(f"rnnops {args.command}: error: {exc}", file=sys.stderr)
         return 2

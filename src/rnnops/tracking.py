@@ -169,6 +169,7 @@ def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, st
         ("RNNOPS_PREFECT_FLOW_RUN_URL", "prefect.flow_run_url"),
         ("RNNOPS_PREFECT_DEPLOYMENT", "prefect.deployment"),
         ("RNNOPS_SWEEP_ID", "rnnops.sweep_id"),
+        ("RNNOPS_REPRODUCES", "rnnops.reproduces"),
     ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
@@ -419,6 +420,29 @@ def version_info(name: str, version: str) -> dict:
         "run_id": mv.run_id,
         "tags": dict(mv.tags),
         "aliases": list(mv.aliases),
+    }
+
+
+def current_tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def run_info(run_id: str) -> dict:
+    import mlflow
+
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(
+            f"MLflow run {run_id} not found at {mlflow.get_tracking_uri()}: {exc}"
+        ) from None
+    return {
+        "tags": dict(run.data.tags),
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "status": run.info.status,
     }
 
 

@@ -204,3 +204,19 @@ def test_promotion_refuses_missing_evaluation(tracked, tmp_path):
     assert proc.returncode == 1 and "no promotion" in proc.stderr
     assert not (tmp_path / "promotion.json").exists()
     assert len(client.search_model_versions("name='reuters-topics'")) == versions
+
+
+def test_reproduce_a_run_from_its_lineage(tracked):
+    project, env, client = tracked
+    exp = client.get_experiment_by_name("reuters-topics")
+    (original,) = client.search_runs(
+        [exp.experiment_id], "attributes.status = 'FINISHED' and tags.`rnnops.model` = 'lstm'"
+    )
+    proc = run([RNNOPS, "reproduce", "--run-id", original.info.run_id], project, env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "metrics match" in proc.stdout
+    assert "macro_f1" in proc.stdout
+    worktrees = run(["git", "worktree", "list"], project, env).stdout.strip().splitlines()
+    assert len(worktrees) == 1
+    reproduced = client.search_runs([exp.experiment_id], f"tags.`rnnops.reproduces` = '{original.info.run_id}'")
+    assert len(reproduced) == 1 and reproduced[0].info.status == "FINISHED"
