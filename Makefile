@@ -64,3 +64,11 @@ ui: install ## serve the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (the proje
 
 clean: ## remove pipeline outputs (the DVC cache keeps them)
 	rm -rf data/raw data/processed models metrics plots reports dvc_plots
+
+.PHONY: serve bench-serving
+SERVE_PORT ?=
+serve: install ## serve models:/reuters-topics@champion on http://127.0.0.1:8080 (params serving:; SERVE_PORT=N)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/rnnops serve $(if $(SERVE_PORT),--port $(SERVE_PORT))
+
+bench-serving: install ## latency and throughput of the served champion vs the in-process pyfunc
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/serving.py

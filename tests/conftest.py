@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import shutil
 import subprocess
 import sys
@@ -104,11 +106,15 @@ def tiny_project(tmp_path, tiny_nltk_data) -> tuple[Path, dict]:
 
 def set_params(project: Path, overrides: dict) -> None:
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    (project / "params.yaml").write_text(yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False))
+    (project / "params.yaml").write_text(
+        yaml.safe_dump(apply_overrides(raw, overrides), sort_keys=False)
+    )
 
 
 def both_models(**values) -> dict:
-    return {f"models.{name}.{key}": value for name in ("rnn", "lstm") for key, value in values.items()}
+    return {
+        f"models.{name}.{key}": value for name in ("rnn", "lstm") for key, value in values.items()
+    }
 
 
 def free_port() -> int:
@@ -117,3 +123,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -15,6 +15,25 @@ from rnnops.config import ConfigError, Params, load_params
 log = logging.getLogger("rnnops")
 
 
+def _invalid_input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the input is wrong: retrying cannot help (exit status 2)."""
+    from rnnops.evaluate import EvaluationError
+    from rnnops.ingest import CorpusNotFoundError, CorpusValidationError
+    from rnnops.preprocess import LabelSelectionError
+    from rnnops.promote import PromotionError
+    from rnnops.train import NonFiniteLossError
+
+    return (
+        ConfigError,
+        CorpusNotFoundError,
+        CorpusValidationError,
+        LabelSelectionError,
+        NonFiniteLossError,
+        EvaluationError,
+        PromotionError,
+    )
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -227,6 +246,25 @@ def cmd_reproduce(args: argparse.Namespace, params: Params) -> int:
     return 0 if result.matches else 3
 
 
+def cmd_serve(args: argparse.Namespace, params: Params) -> None:
+    from rnnops import tracking
+    from rnnops.config import serving_config
+    from rnnops.serving import serve
+
+    cfg = serving_config(
+        params.serving,
+        host=args.host,
+        port=args.port,
+        registered_model=args.model_name,
+        alias=args.alias,
+        max_body_bytes=args.max_body_bytes,
+        max_documents=args.max_documents,
+    )
+    uri = tracking.use_tracking_uri(params.tracking.uri)
+    log.info("MLflow registry at %s; serving models:/%s@%s", uri, cfg.registered_model, cfg.alias)
+    serve(cfg, access_log=args.access_log)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnops",
@@ -313,6 +351,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-6, help="absolute tolerance per metric")
     p.add_argument("--keep", action="store_true", help="keep the temporary worktree output")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser(
+        "serve",
+        help="answer HTTP requests with the champion's topics of raw text",
+        description="Serve models:/<serving.registered_model>@<serving.alias> over HTTP: "
+        'POST /predict with {"text": "..."} or {"text": [...]}, GET /health, POST /reload '
+        "(load the version the alias points at now; the current one keeps serving if it "
+        "fails). Flags override the serving: section of params.yaml.",
+    )
+    p.add_argument("--host", help="interface to listen on (default: serving.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: serving.port)")
+    p.add_argument("--model-name", help="registered model (default: serving.registered_model)")
+    p.add_argument("--alias", help="alias to serve (default: serving.alias, champion)")
+    p.add_argument(
+        "--max-body-bytes", type=int, help="larger bodies get 413 (default: serving.max_body_bytes)"
+    )
+    p.add_argument(
+        "--max-documents",
+        type=int,
+        help="more documents per request get 413 (default: serving.max_documents)",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -329,12 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM becomes an exception so open MLflow runs end KILLED and partial
     # outputs are removed on the way out.
     signal.signal(signal.SIGTERM, _terminate)
+    INVALID_INPUT = _invalid_input_errors()
     try:
         params = load_params(args.params)
         status = func(args, params)
         if status:
             return int(status)
-    except ConfigError as exc:
+    except INVALID_INPUT as exc:
         print(f"rnnops {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as exc:

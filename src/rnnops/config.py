@@ -145,6 +145,20 @@ class PromotionConfig(_Strict):
     min_delta: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
+class ServingConfig(_Strict):
+    """The online server (``rnnops serve``); CLI flags override these."""
+
+    registered_model: str = Field(default="reuters-topics", min_length=1)
+    alias: str = Field(default="champion", min_length=1)
+    # Loopback by default: the server has no authentication (``/reload`` included).
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # Larger request bodies get 413 before they are parsed.
+    max_body_bytes: Annotated[int, Field(ge=64)] = 1_000_000
+    # More documents in one request get 413; split the batch.
+    max_documents: PositiveInt = 512
+
+
 class Params(_Strict):
     ingest: IngestConfig = IngestConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -152,6 +166,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
+    serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
     def _model_names(self) -> Params:
@@ -198,6 +213,18 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
+
+
+def serving_config(base: ServingConfig, **overrides: Any) -> ServingConfig:
+    """``base`` with the given (non-None) values replaced, validated like params.yaml."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServingConfig.model_validate({**base.model_dump(), **values})
+    except ValidationError as exc:
+        head, *lines = _format_error(exc, "serving options").splitlines()
+        raise ConfigError(
+            "\n".join([head] + [f"  serving.{line.strip()}" for line in lines])
+        ) from None
 
 
 def load_params(

@@ -467,6 +467,49 @@ def log_run_text(run_id: str, text: str, artifact_file: str) -> None:
     mlflow.MlflowClient().log_text(run_id, text, artifact_file)
 
 
+def runs_tagged(key: str, value: str, experiment: str) -> list[dict]:
+    """Runs of ``experiment`` carrying tag ``key=value`` (e.g. one Prefect flow run's runs)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs([exp.experiment_id], f"tags.`{key}` = '{value}'")
+    return [
+        {
+            "run_id": r.info.run_id,
+            "model": r.data.tags.get("rnnops.model", r.info.run_name),
+            "status": r.info.status,
+            "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
+            "url": run_url(r.info.run_id),
+        }
+        for r in found
+    ]
+
+
+def versions_of_runs(name: str, run_ids: list[str]) -> list[dict]:
+    """Registered versions of ``name`` created from ``run_ids``, with aliases and decisions."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+    return [
+        {
+            "version": str(v.version),
+            "run_id": v.run_id,
+            "aliases": list(v.aliases),
+            "decision": v.tags.get("promotion.decision"),
+            "reason": v.tags.get("promotion.reason"),
+        }
+        for v in versions
+        if v.run_id in run_ids
+    ]
+
+
 def registry_lock_path() -> Path:
     """Where promotions serialise: next to the SQLite store, else in the project."""
     import mlflow
@@ -474,3 +517,68 @@ def registry_lock_path() -> Path:
     db = _sqlite_path(mlflow.get_tracking_uri())
     base = db.parent if db else project_root()
     return base / ".rnnops-promotion.lock"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class ModelNotFoundError(TrackingError):
+    """The registry answered: no such model, version or alias (retrying cannot help)."""
+
+
+def use_tracking_uri(configured: str | None) -> str:
+    """Point MLflow at the store that models are read from (serving, batch scoring).
+
+    Unlike :func:`configure` it creates neither a store nor an experiment.
+    """
+    import mlflow
+
+    uri = resolve_tracking_uri(configured)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def resolve_model_version(model_uri: str) -> dict[str, str | None]:
+    """The registered version behind ``models:/NAME@ALIAS`` or ``models:/NAME/N``.
+
+    Returns ``name``, ``version``, ``run_id`` and ``uri``, a ``models:/NAME/N`` pinned to
+    that version: loading the pinned URI means an alias that moves meanwhile cannot mix
+    two versions. Other URIs (``runs:/``, paths) come back unchanged, without a version.
+    """
+    import mlflow
+
+    if not model_uri.startswith("models:/"):
+        return {"name": None, "version": None, "run_id": None, "uri": model_uri}
+    store = mlflow.get_tracking_uri()
+    db = _sqlite_path(store)
+    if db is not None and not db.exists():
+        raise ModelNotFoundError(
+            f"no MLflow store at {db}: train and promote a model first (dvc repro), "
+            "or point MLFLOW_TRACKING_URI at the store that holds it"
+        )
+    ref = model_uri[len("models:/") :].rstrip("/")
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in ref:
+            name, alias = ref.rsplit("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = ref.rpartition("/")
+            if not name or not version.isdigit():
+                raise ModelNotFoundError(
+                    f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+                )
+            mv = client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise ModelNotFoundError(f"{model_uri} not found in {store}: {exc.message}") from None
+        raise TrackingError(f"could not read {model_uri} from {store}: {exc.message}") from None
+    return {
+        "name": mv.name,
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "uri": f"models:/{mv.name}/{mv.version}",
+    }

@@ -21,12 +21,25 @@ DVC = str(BIN_DIR / "dvc")
 def mlflow_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = open(base / "server.log", "w")
+    log = open(base / "server.log", "w")  # noqa: SIM115 - stays open for the server's lifetime
     proc = subprocess.Popen(
-        [str(BIN_DIR / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{base / 'backend.db'}",
-         "--artifacts-destination", str(base / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        [
+            str(BIN_DIR / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{base / 'backend.db'}",
+            "--artifacts-destination",
+            str(base / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -87,7 +100,15 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
-    out = model.predict(pd.DataFrame({"text": ["Wheat and corn harvest: farmers sold grain bushels",
-                                               "OPEC oil output cut lifts crude barrel prices"]}))
+    out = model.predict(
+        pd.DataFrame(
+            {
+                "text": [
+                    "Wheat and corn harvest: farmers sold grain bushels",
+                    "OPEC oil output cut lifts crude barrel prices",
+                ]
+            }
+        )
+    )
     assert list(out["top_topic"]) == ["grain", "crude"]
     assert all(len(t) >= 1 for t in out["topics"])

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN_DIR, make_project, run, set_params, tiny_params
+from conftest import BIN_DIR, make_project, run, tiny_params
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def runs_by_model(client) -> dict:
 
 
 def test_one_run_per_model_with_params_curves_metrics_artifacts(tracked):
-    project, _, client = tracked
+    _, _, client = tracked
     runs = runs_by_model(client)
     assert set(runs) == {"rnn", "lstm"}
     lstm = runs["lstm"]
@@ -45,7 +45,9 @@ def test_one_run_per_model_with_params_curves_metrics_artifacts(tracked):
     params = lstm.data.params
     assert params["model.kind"] == "lstm" and params["model.units"] == "8"
     assert params["data.max_len"] == "40" and params["data.task"] == "multilabel"
-    assert {"test_accuracy", "test_micro_f1", "test_macro_f1", "decision_threshold"} <= set(lstm.data.metrics)
+    assert {"test_accuracy", "test_micro_f1", "test_macro_f1", "decision_threshold"} <= set(
+        lstm.data.metrics
+    )
     history = client.get_metric_history(lstm.info.run_id, "val_loss")
     assert [m.step for m in history] == [1]
     artifacts = {a.path for a in client.list_artifacts(lstm.info.run_id)}
@@ -61,7 +63,9 @@ def test_one_run_per_model_with_params_curves_metrics_artifacts(tracked):
 def test_lineage_tags_and_dataset(tracked):
     project, env, client = tracked
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    data_hash = next(o["md5"] for o in lock["stages"]["preprocess"]["outs"] if o["path"] == "data/processed")
+    data_hash = next(
+        o["md5"] for o in lock["stages"]["preprocess"]["outs"] if o["path"] == "data/processed"
+    )
     commit = run(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
     for r in runs_by_model(client).values():
         tags = r.data.tags
@@ -77,9 +81,13 @@ def test_registered_model_takes_raw_text_and_matches_evaluate(tracked):
     project, _, client = tracked
     champion = client.get_model_version_by_alias("reuters-topics", "champion")
     decision = json.loads((project / "reports/promotion.json").read_text())
-    assert decision["decision"] == "champion" and decision["candidate_version"] == str(champion.version)
+    assert decision["decision"] == "champion" and decision["candidate_version"] == str(
+        champion.version
+    )
     assert champion.tags["promotion.decision"] == "champion"
-    assert "Intended use" in client.get_model_version("reuters-topics", champion.version).description
+    assert (
+        "Intended use" in client.get_model_version("reuters-topics", champion.version).description
+    )
 
     name = champion.tags["rnnops.model"]
     model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
@@ -106,8 +114,12 @@ def test_failing_training_marks_run_failed_and_registers_nothing(tracked, tmp_pa
     labels = json.loads((broken / "labels.json").read_text())
     labels["labels"] = labels["labels"][:2]  # targets no longer fit the output layer
     (broken / "labels.json").write_text(json.dumps(labels))
-    proc = run([RNNOPS, "train", "lstm", "--data", str(broken), "--out", str(tmp_path / "out")],
-               project, env, check=False)
+    proc = run(
+        [RNNOPS, "train", "lstm", "--data", str(broken), "--out", str(tmp_path / "out")],
+        project,
+        env,
+        check=False,
+    )
     assert proc.returncode == 1 and "error" in proc.stderr
     assert not (tmp_path / "out" / "model.keras").exists()
     exp = client.get_experiment_by_name("reuters-topics")
@@ -119,11 +131,28 @@ def test_failing_training_marks_run_failed_and_registers_nothing(tracked, tmp_pa
 def test_sigterm_ends_the_run_killed(tracked, tmp_path):
     project, env, client = tracked
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params({"models.lstm.epochs": 500,
-                                                  "models.lstm.early_stopping_patience": 0})))
+    params.write_text(
+        yaml.safe_dump(
+            tiny_params({"models.lstm.epochs": 500, "models.lstm.early_stopping_patience": 0})
+        )
+    )
     proc = subprocess.Popen(
-        [RNNOPS, "--params", str(params), "train", "lstm", "--data", "data/processed", "--out", str(tmp_path / "out")],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            RNNOPS,
+            "--params",
+            str(params),
+            "train",
+            "lstm",
+            "--data",
+            "data/processed",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     exp = client.get_experiment_by_name("reuters-topics")
     deadline = time.time() + 120
@@ -154,7 +183,11 @@ def test_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
         metrics = json.loads((project / f"metrics/{model}.json").read_text())
         metrics["macro_f1"] = score
         (d / "metrics" / f"{model}.json").write_text(json.dumps(metrics))
-        run(["cp", "-r", str(project / f"reports/eval/{model}"), str(d / "eval" / model)], project, env)
+        run(
+            ["cp", "-r", str(project / f"reports/eval/{model}"), str(d / "eval" / model)],
+            project,
+            env,
+        )
         params = tiny_params({"promotion.registered_model": name})
         params["models"] = {model: params["models"][model]}
         (d / "params.yaml").write_text(yaml.safe_dump(params))
@@ -162,23 +195,44 @@ def test_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
 
     def promote(d, results):
         results[d.name] = run(
-            [RNNOPS, "--params", str(d / "params.yaml"), "promote", "--metrics", str(d / "metrics"),
-             "--evaluations", str(d / "eval"), "--data", "data/processed",
-             "--raw", "data/raw/reuters.parquet", "--out", str(d / "promotion.json")],
-            project, env, check=False,
+            [
+                RNNOPS,
+                "--params",
+                str(d / "params.yaml"),
+                "promote",
+                "--metrics",
+                str(d / "metrics"),
+                "--evaluations",
+                str(d / "eval"),
+                "--data",
+                "data/processed",
+                "--raw",
+                "data/raw/reuters.parquet",
+                "--out",
+                str(d / "promotion.json"),
+            ],
+            project,
+            env,
+            check=False,
         )
 
     results = {}
-    threads = [threading.Thread(target=promote, args=(inputs[k], results)) for k in ("worse", "better")]
+    threads = [
+        threading.Thread(target=promote, args=(inputs[k], results)) for k in ("worse", "better")
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert all(r.returncode == 0 for r in results.values()), {k: r.stderr for k, r in results.items()}
+    assert all(r.returncode == 0 for r in results.values()), {
+        k: r.stderr for k, r in results.items()
+    }
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.tags["rnnops.model"] == "lstm"
     assert float(champion.tags["metric.macro_f1"]) == 0.9
-    challengers = [json.loads((d / "promotion.json").read_text())["decision"] for d in inputs.values()]
+    challengers = [
+        json.loads((d / "promotion.json").read_text())["decision"] for d in inputs.values()
+    ]
     assert sorted(challengers) in (["champion", "champion"], ["challenger", "champion"])
 
 
@@ -198,9 +252,25 @@ def test_promotion_refuses_missing_evaluation(tracked, tmp_path):
     project, env, client = tracked
     versions = len(client.search_model_versions("name='reuters-topics'"))
     (tmp_path / "metrics").mkdir()
-    proc = run([RNNOPS, "promote", "--metrics", str(tmp_path / "metrics"), "--evaluations", "reports/eval",
-                "--data", "data/processed", "--raw", "data/raw/reuters.parquet",
-                "--out", str(tmp_path / "promotion.json")], project, env, check=False)
+    proc = run(
+        [
+            RNNOPS,
+            "promote",
+            "--metrics",
+            str(tmp_path / "metrics"),
+            "--evaluations",
+            "reports/eval",
+            "--data",
+            "data/processed",
+            "--raw",
+            "data/raw/reuters.parquet",
+            "--out",
+            str(tmp_path / "promotion.json"),
+        ],
+        project,
+        env,
+        check=False,
+    )
     assert proc.returncode == 1 and "no promotion" in proc.stderr
     assert not (tmp_path / "promotion.json").exists()
     assert len(client.search_model_versions("name='reuters-topics'")) == versions
@@ -218,5 +288,7 @@ def test_reproduce_a_run_from_its_lineage(tracked):
     assert "macro_f1" in proc.stdout
     worktrees = run(["git", "worktree", "list"], project, env).stdout.strip().splitlines()
     assert len(worktrees) == 1
-    reproduced = client.search_runs([exp.experiment_id], f"tags.`rnnops.reproduces` = '{original.info.run_id}'")
+    reproduced = client.search_runs(
+        [exp.experiment_id], f"tags.`rnnops.reproduces` = '{original.info.run_id}'"
+    )
     assert len(reproduced) == 1 and reproduced[0].info.status == "FINISHED"

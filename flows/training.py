@@ -1,0 +1,199 @@
+"""Prefect flow over the DVC pipeline: each DVC stage is a Prefect task.
+
+Without overrides the flow reproduces the workspace exactly like ``dvc repro``
+(unchanged stages skipped, ``dvc.lock`` updated). With overrides it runs an
+isolated DVC experiment (``dvc exp run --temp -S ...``), so several flows with
+different overrides can run at once without touching the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import deployment as runtime_deployment
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.tasks import exponential_backoff
+
+from rnnops import pipeline, tracking
+from rnnops.config import load_params
+from rnnops.evaluate import TABLE_COLUMNS
+from rnnops.io import read_json
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def retry_transient_only(task, task_run, state) -> bool:
+    """Retry a failed stage only when retrying can help (not for bad input or a busy repository)."""
+    try:
+        state.result(raise_on_failure=True)
+    except pipeline.StageError as exc:
+        return exc.transient
+    except Exception:
+        return True
+    return False
+
+
+def _log_output(output: str, limit: int = 60) -> None:
+    logger = get_run_logger()
+    lines = [line for line in output.splitlines() if line.strip()]
+    for line in lines[-limit:]:
+        logger.info(line)
+
+
+@task(name="dvc-stage", task_run_name="{stage}", persist_result=False)
+def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
+    logger = get_run_logger()
+    try:
+        result = pipeline.run_stage(root, stage, env)
+    except pipeline.StageError as exc:
+        _log_output(exc.output)
+        logger.error(str(exc))
+        raise
+    _log_output(result.output)
+    logger.info(
+        "%s: %s in %.1fs", stage, "ran" if result.ran else "unchanged, skipped", result.seconds
+    )
+    return {"stage": stage, "ran": result.ran, "seconds": round(result.seconds, 2)}
+
+
+@task(name="dvc-experiment", persist_result=False)
+def dvc_experiment(root: str, overrides: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    logger = get_run_logger()
+    try:
+        result = pipeline.run_experiment(root, overrides, env)
+    except pipeline.StageError as exc:
+        _log_output(exc.output)
+        logger.error(str(exc))
+        raise
+    _log_output(result.output)
+    logger.info(
+        "experiment %s ran stages %s in %.1fs", result.name, result.stages_run, result.seconds
+    )
+    return {
+        "experiment": result.name,
+        "stages": dict.fromkeys(result.stages_run, True),
+        "seconds": round(result.seconds, 2),
+    }
+
+
+@task(name="dvc-push", persist_result=False)
+def dvc_push(root: str, env: dict[str, str]) -> None:
+    _log_output(pipeline.push(root, env))
+
+
+def _links_env() -> dict[str, str]:
+    env = {}
+    if runtime_flow_run.id:
+        env["RNNOPS_PREFECT_FLOW_RUN_ID"] = str(runtime_flow_run.id)
+        url = runtime_flow_run.ui_url
+        if url:
+            env["RNNOPS_PREFECT_FLOW_RUN_URL"] = str(url)
+    if runtime_deployment.name:
+        env["RNNOPS_PREFECT_DEPLOYMENT"] = str(runtime_deployment.name)
+    return env
+
+
+def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[dict]) -> str:
+    lines = ["# Training flow report", ""]
+    if summary.get("noop"):
+        lines += ["Nothing changed (data, code and params): no stage ran.", ""]
+    if summary.get("experiment"):
+        lines += [f"DVC experiment: `{summary['experiment']}`", ""]
+    if summary.get("stages"):
+        ran = [s for s, r in summary["stages"].items() if r]
+        lines += [f"Stages run: {', '.join(ran) or 'none'}", ""]
+    if runs:
+        cols = [c for c in TABLE_COLUMNS if c in ("model", "accuracy", "micro_f1", "macro_f1")]
+        lines += ["| " + " | ".join(cols) + " | MLflow run |", "|" + "---|" * (len(cols) + 1)]
+        for r in sorted(runs, key=lambda r: -r["metrics"].get("macro_f1", 0)):
+            cells = [r["model"]] + [f"{r['metrics'].get(c, float('nan')):.4f}" for c in cols[1:]]
+            lines.append(
+                "| " + " | ".join(cells) + f" | [{r['run_id'][:8]}]({r['url']}) ({r['status']}) |"
+            )
+        lines.append("")
+    for v in versions:
+        lines.append(
+            f"- registered version **{v['version']}** → {v['decision']}: {v['reason']} "
+            f"(aliases: {', '.join(v['aliases']) or 'none'})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="training", log_prints=True, persist_result=False)
+def training_flow(
+    params_path: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    push: bool = False,
+    project_dir: str | None = None,
+    retries: int = 2,
+    retry_delay_seconds: float = 10.0,
+) -> dict[str, Any]:
+    """Run the DVC pipeline as Prefect tasks; with ``overrides``, as an isolated DVC experiment."""
+    logger = get_run_logger()
+    root = Path(project_dir or os.getcwd()).resolve()
+    # Invalid params are a deterministic failure: stop before any stage runs.
+    params = load_params(root / params_path, overrides)
+    uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
+    tracking.ensure_store(uri)  # create the store once, before any parallel work
+    env = pipeline.subprocess_env({**_links_env(), "MLFLOW_TRACKING_URI": uri})
+    policy = {
+        "retries": retries,
+        "retry_delay_seconds": exponential_backoff(retry_delay_seconds),
+        "retry_condition_fn": retry_transient_only,
+    }
+
+    summary: dict[str, Any] = {
+        "project": str(root),
+        "mode": "experiment" if overrides else "workspace",
+    }
+    if overrides:
+        summary.update(dvc_experiment.with_options(**policy)(str(root), dict(overrides), env))
+    else:
+        changed = pipeline.changed_stages(root, env)
+        if not changed:
+            logger.info(
+                "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
+            )
+            summary.update(noop=True, stages={})
+        else:
+            logger.info("changed: %s", ", ".join(changed))
+            stage_task = dvc_stage.with_options(**policy)
+            summary["stages"] = {}
+            for stage in pipeline.stage_order(root):
+                result = stage_task(str(root), stage, env)
+                summary["stages"][stage] = result["ran"]
+            promotion = root / "reports" / "promotion.json"
+            if promotion.exists() and summary["stages"].get("promote"):
+                summary["promotion"] = read_json(promotion)
+    if push:
+        dvc_push.with_options(**policy)(str(root), env)
+        summary["pushed"] = True
+
+    tracking.configure(uri, params.tracking.experiment)
+    runs = tracking.runs_tagged(
+        "prefect.flow_run_id",
+        env.get("RNNOPS_PREFECT_FLOW_RUN_ID", "-"),
+        params.tracking.experiment,
+    )
+    versions = tracking.versions_of_runs(
+        params.promotion.registered_model, [r["run_id"] for r in runs]
+    )
+    summary["mlflow_runs"] = [r["run_id"] for r in runs]
+    create_markdown_artifact(
+        key="training-report",
+        markdown=report_markdown(summary, runs, versions),
+        description="Models of this flow run, their MLflow runs and the promotion",
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    overrides = dict(arg.split("=", 1) for arg in sys.argv[1:]) or None
+    print(json.dumps(training_flow(overrides=overrides), indent=2, default=str))

@@ -1,0 +1,444 @@
+"""Batch scoring: read documents, score them in chunks, write every row with its outcome.
+
+The pure core of ``flows/batch_score.py``. Inputs are CSV, Parquet or JSON Lines with
+a text column. A row that cannot be scored (no text, text that is not a string or is
+empty, a malformed line) is written with ``status = "error"`` and the reason, and is
+listed in the result: rows are never dropped silently. Every written row carries the
+model name, version and URI that scored it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rnnops.io import atomic_path
+
+INPUT_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+SCORED, ERROR = "scored", "error"
+OUTPUT_COLUMNS = (
+    "row",
+    "status",
+    "error",
+    "topics",
+    "scores",
+    "top_topic",
+    "top_score",
+    "model_name",
+    "model_version",
+    "model_uri",
+    "scored_at",
+)
+
+Predict = Callable[[list[str]], pd.DataFrame]
+
+
+class BatchInputError(ValueError):
+    """The input as a whole cannot be scored: missing file, unknown format, no text column."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    row: int
+    reason: str
+
+
+@dataclass
+class BatchScoreResult:
+    input_path: str
+    output_path: str
+    rows: int
+    scored: int
+    bad: int
+    model_name: str | None
+    model_version: str | None
+    model_uri: str
+    seconds: float
+    bad_rows: list[BadRow] = field(default_factory=list)
+
+    def to_dict(self, max_bad_rows: int | None = None) -> dict[str, Any]:
+        out = asdict(self)
+        out["bad_rows"] = out["bad_rows"][:max_bad_rows]
+        return out
+
+
+def input_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in INPUT_FORMATS:
+        raise BatchInputError(
+            f"{path}: unknown input format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(INPUT_FORMATS)}"
+        )
+    return INPUT_FORMATS[suffix]
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise BatchInputError(
+            f"{path}: unknown output format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def text_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be scored as a document, or None when it can."""
+    if _missing(value):
+        return "missing text"
+    if not isinstance(value, str):
+        return f"text is {_type_name(value)}, not a string"
+    if not value.strip():
+        return "empty text"
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return "text is not valid UTF-8"
+    return None
+
+
+def _decodable(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 (read as surrogates) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    previous = csv.field_size_limit()
+    csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv(path: Path, text_column: str, id_column: str | None) -> list[dict[str, Any]]:
+    records = []
+    # surrogateescape: a bad byte spoils its own row, not the whole file.
+    with (
+        _csv_field_limit(min(sys.maxsize, 2**31 - 1)),
+        open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise BatchInputError(f"{path} is empty (no header row)") from None
+        header = [h.lstrip("\ufeff") if i == 0 else h for i, h in enumerate(header)]
+        for column in filter(None, (text_column, id_column)):
+            if column not in header:
+                raise BatchInputError(
+                    f"{path} has no column {column!r} (columns: {', '.join(header)})"
+                )
+        text_at = header.index(text_column)
+        id_at = header.index(id_column) if id_column else None
+        row = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                records.append(
+                    {"row": row, "id": None, "text": None, "error": f"malformed CSV: {exc}"}
+                )
+                row += 1
+                continue
+            if not fields:  # a blank line is not a record
+                continue
+            record = {"row": row, "id": None, "text": None, "error": None}
+            if id_at is not None and id_at < len(fields):
+                record["id"] = fields[id_at]
+            if len(fields) != len(header):
+                record["error"] = (
+                    f"line {reader.line_num}: {len(fields)} field{'s' * (len(fields) != 1)}; "
+                    f"the header has {len(header)}"
+                )
+            else:
+                record["text"] = fields[text_at]
+                record["error"] = text_problem(fields[text_at])
+            records.append(record)
+            row += 1
+    return records
+
+
+def _read_jsonl(path: Path, text_column: str, id_column: str | None) -> list[dict[str, Any]]:
+    records, row, has_text = [], 0, False
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            record = {"row": row, "id": None, "text": None, "error": None}
+            row += 1
+            records.append(record)
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                record["error"] = f"line {line_no}: not valid UTF-8"
+                continue
+            except (ValueError, RecursionError):
+                record["error"] = f"line {line_no}: not valid JSON"
+                continue
+            if not isinstance(obj, dict):
+                record["error"] = f"line {line_no}: {_type_name(obj)}, not a JSON object"
+                continue
+            if id_column:
+                record["id"] = obj.get(id_column)
+            if text_column not in obj:
+                record["error"] = f"line {line_no}: no {text_column!r} field"
+                continue
+            has_text = True
+            record["text"] = obj[text_column]
+            problem = text_problem(obj[text_column])
+            record["error"] = f"line {line_no}: {problem}" if problem else None
+    if records and not has_text:
+        raise BatchInputError(f"{path}: no record has a {text_column!r} field (set text_column)")
+    return records
+
+
+def _read_parquet(path: Path, text_column: str, id_column: str | None) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:
+        raise BatchInputError(f"{path} is not a readable Parquet file: {exc}") from None
+    for column in filter(None, (text_column, id_column)):
+        if column not in names:
+            raise BatchInputError(f"{path} has no column {column!r} (columns: {', '.join(names)})")
+    columns = [c for c in dict.fromkeys(filter(None, (text_column, id_column)))]
+    table = pq.read_table(path, columns=columns)
+    texts = table.column(text_column).to_pylist()
+    ids = table.column(id_column).to_pylist() if id_column else [None] * len(texts)
+    return [
+        {"row": i, "id": ids[i], "text": text, "error": text_problem(text)}
+        for i, text in enumerate(texts)
+    ]
+
+
+def read_documents(
+    path: str | Path, text_column: str = "text", id_column: str | None = None
+) -> pd.DataFrame:
+    """One row per input record: ``row`` (0-based), ``id``, ``text`` and ``error`` (or None)."""
+    path = Path(path)
+    fmt = input_format(path)
+    if not path.is_file():
+        raise BatchInputError(f"input file {path} not found")
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt]
+    records = reader(path, text_column, id_column)
+    for record in records:
+        if record["error"] is not None:
+            record["text"] = None  # not scored; and undecodable bytes cannot be stored
+        if isinstance(record["id"], str):
+            record["id"] = _decodable(record["id"])
+    # object columns keep None as None (pandas' string dtype would make it NaN)
+    return pd.DataFrame(
+        {
+            "row": pd.Series([r["row"] for r in records], dtype="int64"),
+            **{
+                key: pd.Series([r[key] for r in records], dtype=object)
+                for key in ("id", "text", "error")
+            },
+        }
+    )
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _finite_row(scores: Sequence[float], top_score: float) -> bool:
+    return all(math.isfinite(float(s)) for s in scores) and math.isfinite(float(top_score))
+
+
+def score_texts(
+    predict: Predict, texts: list[str], chunk_size: int = 1000, progress: bool = True
+) -> list[dict[str, Any] | str]:
+    """Score ``texts`` in chunks; each item is a prediction dict or the reason it failed.
+
+    A chunk whose scoring raises is retried document by document, so one document
+    that breaks the model costs its own row, not its chunk.
+    """
+    from tqdm.auto import tqdm
+
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    results: list[dict[str, Any] | str] = []
+
+    def rows_of(frame: pd.DataFrame) -> list[dict[str, Any] | str]:
+        out: list[dict[str, Any] | str] = []
+        for topics, scores, top_topic, top_score in zip(
+            frame["topics"], frame["scores"], frame["top_topic"], frame["top_score"], strict=True
+        ):
+            if not _finite_row(scores, top_score):
+                out.append("the model produced non-finite scores")
+                continue
+            out.append(
+                {
+                    "topics": [str(t) for t in topics],
+                    "scores": [float(s) for s in scores],
+                    "top_topic": str(top_topic),
+                    "top_score": float(top_score),
+                }
+            )
+        return out
+
+    with tqdm(
+        total=len(texts), unit="doc", desc="scoring", disable=not progress, mininterval=1.0
+    ) as bar:
+        for start in range(0, len(texts), chunk_size):
+            chunk = texts[start : start + chunk_size]
+            try:
+                results.extend(rows_of(predict(chunk)))
+            except Exception:
+                for text in chunk:
+                    try:
+                        results.extend(rows_of(predict([text])))
+                    except Exception as exc:
+                        results.append(f"scoring failed: {type(exc).__name__}: {exc}"[:300])
+            bar.update(len(chunk))
+    return results
+
+
+def score_documents(
+    predict: Predict,
+    documents: pd.DataFrame,
+    model_name: str | None,
+    model_version: str | None,
+    model_uri: str,
+    chunk_size: int = 1000,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Every input row with ``status``, ``error``, its topics and scores, and the model."""
+    out = documents[["row", "id"]].copy()
+    errors = [None if _missing(e) else str(e) for e in documents["error"].tolist()]
+    good = [i for i, e in enumerate(errors) if e is None]
+    outcomes = score_texts(predict, [documents["text"].iat[i] for i in good], chunk_size, progress)
+    predictions: list[dict[str, Any] | None] = [None] * len(documents)
+    for i, outcome in zip(good, outcomes, strict=True):
+        if isinstance(outcome, str):
+            errors[i] = outcome
+        else:
+            predictions[i] = outcome
+    out["status"] = [SCORED if p is not None else ERROR for p in predictions]
+    out["error"] = errors
+    for key in ("topics", "scores", "top_topic", "top_score"):
+        out[key] = [p[key] if p is not None else None for p in predictions]
+    out["model_name"] = model_name
+    out["model_version"] = model_version
+    out["model_uri"] = model_uri
+    out["scored_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_scores(frame: pd.DataFrame, path: str | Path, id_column: str | None = None) -> None:
+    """Write atomically: Parquet keeps topic and score lists; CSV joins them with ';'."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fmt = output_format(path)
+    frame = frame.rename(columns={"id": id_column}) if id_column else frame.drop(columns="id")
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            arrays, fields = [], []
+            types = {
+                "row": pa.int64(),
+                "topics": pa.list_(pa.string()),
+                "scores": pa.list_(pa.float64()),
+                "top_score": pa.float64(),
+            }
+            for column in frame.columns:
+                values = [None if _missing(v) else v for v in frame[column].tolist()]
+                if column == id_column:
+                    try:
+                        array = pa.array(values)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep as text
+                        array = pa.array([None if v is None else str(v) for v in values])
+                else:
+                    array = pa.array(values, type=types.get(column, pa.string()))
+                arrays.append(array)
+                fields.append(pa.field(column, array.type))
+            pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), tmp)
+        else:
+            flat = frame.copy()
+            flat["topics"] = [";".join(t) if t is not None else None for t in flat["topics"]]
+            flat["scores"] = [
+                ";".join(f"{s:.6g}" for s in v) if v is not None else None for v in flat["scores"]
+            ]
+            flat.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def run_batch_score(
+    predict: Predict,
+    input_path: str | Path,
+    output_path: str | Path,
+    model_name: str | None,
+    model_version: str | None,
+    model_uri: str,
+    text_column: str = "text",
+    id_column: str | None = None,
+    chunk_size: int = 1000,
+    progress: bool = True,
+) -> BatchScoreResult:
+    """Read, score in chunks, write every row; return counts and the bad rows."""
+    started = time.perf_counter()
+    output_format(output_path)  # refuse an unknown output format before scoring anything
+    if id_column in OUTPUT_COLUMNS:
+        raise BatchInputError(
+            f"id_column {id_column!r} clashes with an output column ({', '.join(OUTPUT_COLUMNS)})"
+        )
+    documents = read_documents(input_path, text_column, id_column)
+    scored = score_documents(
+        predict, documents, model_name, model_version, model_uri, chunk_size, progress
+    )
+    write_scores(scored, output_path, id_column)
+    bad = scored[scored["status"] == ERROR]
+    return BatchScoreResult(
+        input_path=str(input_path),
+        output_path=str(output_path),
+        rows=len(scored),
+        scored=int((scored["status"] == SCORED).sum()),
+        bad=len(bad),
+        model_name=model_name,
+        model_version=model_version,
+        model_uri=model_uri,
+        seconds=round(time.perf_counter() - started, 3),
+        bad_rows=[BadRow(int(r), str(e)) for r, e in zip(bad["row"], bad["error"], strict=True)],
+    )

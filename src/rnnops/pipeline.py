@@ -1,0 +1,187 @@
+"""Running the DVC pipeline from Python: stage order, single stages, experiments.
+
+The flows in ``flows/`` orchestrate these calls; DVC stays the one definition of
+the pipeline (``dvc.yaml``) and the one cache, so no stage list is kept here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Exit statuses of `rnnops <stage>`: 2 means the input is wrong (retrying cannot
+# help), 1 an unexpected, possibly transient failure.
+EXIT_INVALID_INPUT = 2
+
+_EXITED = re.compile(r"exited with (-?\d+)")
+_BUSY = ("Unable to acquire lock", "is busy", "Lock file", "already running")
+
+
+class StageError(RuntimeError):
+    """A DVC stage failed."""
+
+    def __init__(self, message: str, stage: str, exit_code: int | None, output: str):
+        super().__init__(message)
+        self.stage, self.exit_code, self.output = stage, exit_code, output
+
+    @property
+    def transient(self) -> bool:
+        return self.exit_code not in (EXIT_INVALID_INPUT, 143, 130)
+
+
+class InvalidInputError(StageError):
+    """The stage rejected its input (params, corpus, data): deterministic, never retried."""
+
+    transient = False  # type: ignore[assignment]
+
+
+class RepositoryBusyError(StageError):
+    """Another DVC process holds the repository lock."""
+
+    transient = False  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    ran: bool
+    seconds: float
+    output: str
+
+
+def dvc_bin() -> str:
+    candidate = Path(sys.executable).parent / "dvc"
+    return str(candidate) if candidate.exists() else "dvc"
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.update(extra or {})
+    return env
+
+
+def stage_order(root: str | Path) -> list[str]:
+    """Pipeline stages in the order DVC resolves from ``dvc.yaml`` (dependencies first)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph.reverse(copy=True)
+        stages = nx.lexicographical_topological_sort(graph, key=lambda s: s.name or "")
+        return [s.name for s in stages if s.name]
+
+
+def changed_stages(root: str | Path, env: dict | None = None) -> list[str]:
+    """Stages whose deps, params, code or outputs changed (``dvc status``)."""
+    proc = subprocess.run(
+        [dvc_bin(), "status", "--json"],
+        cwd=root,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    _raise_for(proc, "status")
+    status = json.loads(proc.stdout or "{}")
+    return sorted(name.split(":")[-1] for name in status)
+
+
+def _raise_for(proc: subprocess.CompletedProcess, stage: str) -> None:
+    if proc.returncode == 0:
+        return
+    output = (proc.stdout or "") + (proc.stderr or "")
+    if any(marker in output for marker in _BUSY):
+        raise RepositoryBusyError(
+            f"the DVC repository is busy (another dvc process holds its lock); stage {stage} not run. "
+            "Wait for it to finish, or remove .dvc/tmp/rwlock if that process is gone.",
+            stage,
+            proc.returncode,
+            output,
+        )
+    codes = _EXITED.findall(output)
+    code = int(codes[-1]) if codes else proc.returncode
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    detail = "\n".join(errors[-5:]) or output[-1500:]
+    cls = InvalidInputError if code == EXIT_INVALID_INPUT else StageError
+    raise cls(f"stage {stage} failed (exit {code}):\n{detail}", stage, code, output)
+
+
+def run_stage(
+    root: str | Path, stage: str, env: dict | None = None, timeout: float | None = None
+) -> StageResult:
+    """``dvc repro --single-item STAGE``: runs it only if something it depends on changed."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [dvc_bin(), "repro", "--single-item", stage],
+        cwd=root,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    _raise_for(proc, stage)
+    output = (proc.stdout or "") + (proc.stderr or "")
+    return StageResult(
+        stage, f"Running stage '{stage}'" in output, time.perf_counter() - start, output
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    name: str | None
+    seconds: float
+    output: str
+    stages_run: list[str]
+
+
+def run_experiment(
+    root: str | Path,
+    overrides: dict,
+    env: dict | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> ExperimentResult:
+    """``dvc exp run --temp -S k=v``: isolated from the workspace and from other experiments."""
+    cmd = [dvc_bin(), "exp", "run", "--temp"]
+    if name:
+        cmd += ["--name", name]
+    for key, value in overrides.items():
+        cmd += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=root, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+    _raise_for(proc, "experiment")
+    output = (proc.stdout or "") + (proc.stderr or "")
+    found = re.findall(r"Ran experiment\(s\): (\S+)", output) or re.findall(
+        r"experiment '([^']+)'", output
+    )
+    return ExperimentResult(
+        found[-1] if found else name,
+        time.perf_counter() - start,
+        output,
+        re.findall(r"Running stage '([^']+)'", output),
+    )
+
+
+def push(root: str | Path, env: dict | None = None) -> str:
+    proc = subprocess.run(
+        [dvc_bin(), "push"],
+        cwd=root,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    _raise_for(proc, "push")
+    return (proc.stdout or "") + (proc.stderr or "")

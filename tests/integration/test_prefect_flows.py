@@ -1,0 +1,162 @@
+"""The training flow on the tiny corpus, with a temporary Prefect API."""
+
+import asyncio
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import make_project, run, set_params
+
+pytestmark = pytest.mark.integration
+
+
+def task_runs(flow_run_id, expect: int = 0, timeout: float = 30.0) -> dict:
+    """Task runs by name; task states reach the API as events, so wait for ``expect`` of them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+
+    deadline = time.time() + timeout
+    while True:
+        runs = {r.name: r for r in asyncio.run(read())}
+        final = all(r.state and r.state.is_final() for r in runs.values())
+        if (len(runs) >= expect and final) or time.time() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def task_states(flow_run_id, expect: int = 0) -> dict[str, str]:
+    return {name: r.state.type.value for name, r in task_runs(flow_run_id, expect).items()}
+
+
+def flow_logs(flow_run_id, needle: str = "", timeout: float = 30.0) -> str:
+    """The flow run's log text; logs reach the API asynchronously, so wait for ``needle``."""
+    deadline = time.time() + timeout
+    while True:
+        text = _read_logs(flow_run_id)
+        if needle in text or time.time() > deadline:
+            return text
+        time.sleep(0.5)
+
+
+def _read_logs(flow_run_id) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            logs = await client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            return "\n".join(log.message for log in logs)
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def flow_project(tmp_path, tiny_nltk_data, monkeypatch):
+    project, env = make_project(tmp_path / "project", tiny_nltk_data)
+    for key in ("NLTK_DATA", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    return project, env
+
+
+def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
+    from flows.training import training_flow
+
+    project, _ = flow_project
+    state = training_flow(project_dir=str(project), return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    stages = task_states(state.state_details.flow_run_id, expect=7)
+    expected = {
+        "ingest",
+        "preprocess",
+        "train@rnn",
+        "train@lstm",
+        "evaluate@rnn",
+        "evaluate@lstm",
+        "promote",
+    }
+    assert set(stages) == expected and set(stages.values()) == {"COMPLETED"}
+    assert all(summary["stages"][s] for s in expected)
+    assert (project / "dvc.lock").exists() and (project / "models/lstm/model.keras").exists()
+    assert summary["promotion"]["decision"] == "champion"
+    assert len(summary["mlflow_runs"]) == 2
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for run_id in summary["mlflow_runs"]:
+        tags = client.get_run(run_id).data.tags
+        assert tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
+
+    again = training_flow(project_dir=str(project), return_state=True)
+    assert again.is_completed()
+    assert again.result()["noop"] is True
+    assert task_states(again.state_details.flow_run_id) == {}
+    assert "nothing changed" in flow_logs(again.state_details.flow_run_id, "nothing changed")
+
+
+def test_failing_stage_fails_the_flow_and_stops_later_stages(prefect_harness, flow_project):
+    from flows.training import training_flow
+
+    project, _ = flow_project
+    # Valid params, but a topic the corpus does not have: preprocess rejects it.
+    set_params(project, {"preprocess.label_set": "list", "preprocess.topics": ["grain", "cocoa"]})
+    state = training_flow(project_dir=str(project), retry_delay_seconds=0.1, return_state=True)
+    assert state.is_failed()
+    flow_run_id = state.state_details.flow_run_id
+    runs = task_runs(flow_run_id, expect=2)
+    assert {n: r.state.type.value for n, r in runs.items()} == {
+        "ingest": "COMPLETED",
+        "preprocess": "FAILED",
+    }
+    logs = flow_logs(flow_run_id, "have no training documents")
+    assert "cocoa" in logs and "have no training documents" in logs
+    # Bad input is not retried: preprocess ran exactly once.
+    assert runs["preprocess"].run_count == 1
+
+
+def test_concurrent_experiments_leave_the_workspace_untouched(prefect_harness, flow_project):
+    from flows.training import training_flow
+
+    project, env = flow_project
+    run(["dvc", "repro"], project, env)
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "baseline"], project, env)
+    before = (project / "dvc.lock").read_text()
+
+    states = {}
+
+    def launch(units):
+        states[units] = training_flow(
+            project_dir=str(project), overrides={"models.lstm.units": units}, return_state=True
+        )
+
+    threads = [threading.Thread(target=launch, args=(u,)) for u in (5, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert all(s.is_completed() for s in states.values()), states
+    names = {s.result()["experiment"] for s in states.values()}
+    assert len(names) == 2 and None not in names
+    assert (project / "dvc.lock").read_text() == before
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True
+        ).stdout.strip()
+        == ""
+    )
+    shown = run(["dvc", "exp", "show", "--json"], project, env).stdout
+    assert all(name in shown for name in names)

@@ -1,0 +1,316 @@
+"""Serving without a registry: request validation, strict JSON, the model holder, the app."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from rnnops.config import ConfigError, ServingConfig, serving_config
+from rnnops.serving import (
+    ModelHolder,
+    ModelLoadError,
+    NonFiniteScoresError,
+    RequestError,
+    check_content_type,
+    check_declared_length,
+    create_app,
+    describe_load_failure,
+    parse_documents,
+    predictions_to_json,
+    strict_json,
+)
+
+SECRET = "s3cr3t-payload-do-not-echo"
+
+
+def refused(body: bytes, max_documents: int = 4) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        parse_documents(body, max_documents)
+    assert SECRET not in info.value.message
+    return info.value
+
+
+def strict_loads(text: str):
+    def no_constants(name):
+        raise AssertionError(f"{name} in a response body")
+
+    return json.loads(text, parse_constant=no_constants)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_one_document_or_many():
+    assert parse_documents(b'{"text": "oil prices rose"}', 4) == ["oil prices rose"]
+    assert parse_documents(b'{"text": ["a b", "c d"]}', 4) == ["a b", "c d"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF8"],
+)
+def test_json_content_types_are_accepted(value):
+    check_content_type(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+    ],
+)
+def test_other_content_types_get_415(value):
+    with pytest.raises(RequestError) as info:
+        check_content_type(value)
+    assert info.value.status == 415
+    assert "application/json" in info.value.message or "UTF-8" in info.value.message
+
+
+def test_declared_length_over_the_limit_gets_413():
+    check_declared_length(None, 100)
+    check_declared_length("100", 100)
+    with pytest.raises(RequestError) as info:
+        check_declared_length("101", 100)
+    assert info.value.status == 413 and "limit is 100 bytes" in info.value.message
+    with pytest.raises(RequestError) as info:
+        check_declared_length("lots", 100)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"", 400, "body is empty"),
+        (b"  \n ", 400, "body is empty"),
+        (b'{"text": "' + SECRET.encode() + b'"', 400, "not valid JSON"),
+        (b"{'text': '" + SECRET.encode() + b"'}", 400, "not valid JSON"),
+        (b'{"text": NaN}', 400, "NaN is not allowed"),
+        (b'{"text": "\xff\xfe' + SECRET.encode() + b'"}', 400, "not valid UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'["' + SECRET.encode() + b'"]', 422, "must be a JSON object"),
+        (b'"' + SECRET.encode() + b'"', 422, "not a string"),
+        (b'{"texts": ["' + SECRET.encode() + b'"]}', 422, 'no "text" field'),
+        (b'{"text": "a", "' + SECRET.encode() + b'": 1}', 422, 'only "text" is accepted'),
+        (b'{"text": 12345}', 422, "not a number"),
+        (b'{"text": {"body": "' + SECRET.encode() + b'"}}', 422, "not an object"),
+        (b'{"text": null}', 422, "not null"),
+        (b'{"text": ["ok", 5, null, "' + SECRET.encode() + b'"]}', 422, "item 1 is a number"),
+        (b'{"text": []}', 422, "empty array"),
+        (b'{"text": ["a", "b", "c", "d", "e"]}', 413, "5 documents in one request; the limit is 4"),
+        (b'{"text": ["' + SECRET.encode() + b'", "  "]}', 422, "document 1 is empty"),
+        (b'{"text": ""}', 422, "document 0 is empty"),
+    ],
+)
+def test_bad_bodies_get_a_clear_4xx_without_echo(body, status, message):
+    err = refused(body)
+    assert err.status == status
+    assert message in err.message, err.message
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def frame(scores):
+    return pd.DataFrame(
+        {
+            "topics": [["earn"]],
+            "scores": [scores],
+            "top_topic": ["earn"],
+            "top_score": [max(scores)],
+        }
+    )
+
+
+def test_predictions_are_plain_json_and_non_finite_scores_are_refused():
+    rows = predictions_to_json(frame([0.9]))
+    assert rows == [{"topics": ["earn"], "scores": [0.9], "top_topic": "earn", "top_score": 0.9}]
+    with pytest.raises(NonFiniteScoresError):
+        predictions_to_json(frame([math.nan]))
+    with pytest.raises(ValueError):
+        strict_json({"score": math.inf})
+
+
+def test_serving_config_overrides_are_validated():
+    base = ServingConfig()
+    assert base.host == "127.0.0.1"
+    assert serving_config(base, port=9001, alias=None).port == 9001
+    with pytest.raises(ConfigError, match=r"serving\.port"):
+        serving_config(base, port=70000)
+    with pytest.raises(ConfigError, match=r"serving\.max_documents"):
+        serving_config(base, max_documents=0)
+
+
+# --------------------------------------------------------------------------- the model holder
+
+
+class FakePyfunc:
+    def __init__(self, score=0.75, fail=False):
+        self.score, self.fail = score, fail
+
+    def predict(self, model_input):
+        if self.fail:
+            raise RuntimeError("broken weights")
+        n = len(model_input)
+        return pd.DataFrame(
+            {
+                "topics": [["grain"]] * n,
+                "scores": [[self.score]] * n,
+                "top_topic": ["grain"] * n,
+                "top_score": [self.score] * n,
+            }
+        )
+
+
+class FakeRegistry:
+    def __init__(self):
+        self.version = "1"
+        self.models = {"1": FakePyfunc()}
+
+    def resolve(self, uri):
+        return {
+            "name": "m",
+            "version": self.version,
+            "run_id": "r",
+            "uri": f"models:/m/{self.version}",
+        }
+
+    def load(self, uri):
+        model = self.models[uri.rsplit("/", 1)[1]]
+        if isinstance(model, BaseException):
+            raise model
+        return model
+
+
+def test_holder_swaps_only_to_a_model_that_loads_and_answers():
+    registry = FakeRegistry()
+    holder = ModelHolder("m", "champion", resolve=registry.resolve, load=registry.load)
+    served, changed = holder.reload()
+    assert changed and served.version == "1"
+    assert holder.reload() == (served, False)
+
+    for version, bad, message in (
+        (
+            "2",
+            ValueError(
+                "File not found: filepath=x. Please ensure the file is an accessible `.keras` zip file."
+            ),
+            "truncated or corrupt",
+        ),
+        (
+            "3",
+            ValueError(
+                "Requested the deserialization of a `Lambda` layer ... passing `safe_mode=False`"
+            ),
+            "Keras safe mode forbids",
+        ),
+        ("4", FakePyfunc(fail=True), "failed a test prediction"),
+    ):
+        registry.models[version], registry.version = bad, version
+        with pytest.raises(ModelLoadError, match=message):
+            holder.reload()
+        assert holder.current is served and holder.last_error
+        assert served.predict(["still answering"])[0]["top_topic"] == "grain"
+
+    registry.models["5"], registry.version = FakePyfunc(score=0.5), "5"
+    new, changed = holder.reload()
+    assert changed and new.version == "5" and holder.last_error is None
+
+
+def test_describe_load_failure_names_the_problem():
+    assert "truncated" in describe_load_failure("u", EOFError("eof"))
+    assert "could not load u: KeyError" in describe_load_failure("u", KeyError("x"))
+
+
+def test_keras_safe_mode_refuses_truncated_and_lambda_models(tmp_path):
+    import keras
+
+    from rnnops.models import load_model
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    model.save(tmp_path / "lambda.keras")
+    plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    plain.save(tmp_path / "plain.keras")
+    data = (tmp_path / "plain.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 2])
+
+    registry = FakeRegistry()
+    holder = ModelHolder("m", "champion", resolve=registry.resolve, load=registry.load)
+    served, _ = holder.reload()
+    for version, name, message in (
+        ("2", "truncated", "truncated or corrupt"),
+        ("3", "lambda", "Keras safe mode forbids"),
+    ):
+        try:
+            load_model(tmp_path / f"{name}.keras")
+        except Exception as exc:
+            registry.models[version] = exc
+        else:
+            pytest.fail(f"{name}.keras loaded in safe mode")
+        registry.version = version
+        with pytest.raises(ModelLoadError, match=message):
+            holder.reload()
+        assert holder.current is served
+
+
+# --------------------------------------------------------------------------- the app, in-process
+
+
+@pytest.fixture
+def app_client():
+    from fastapi.testclient import TestClient
+
+    registry = FakeRegistry()
+    holder = ModelHolder("m", "champion", resolve=registry.resolve, load=registry.load)
+    holder.reload()
+    with TestClient(create_app(holder, max_body_bytes=2000, max_documents=3)) as client:
+        yield client, registry, holder
+
+
+def test_app_answers_and_reports_the_version(app_client):
+    client, _, _ = app_client
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["model"]["version"] == "1"
+    resp = client.post("/predict", json={"text": ["a", "b"]})
+    assert resp.status_code == 200
+    body = strict_loads(resp.text)
+    assert body["model"]["version"] == "1" and len(body["predictions"]) == 2
+
+
+def test_app_errors_are_strict_json(app_client):
+    client, _, _ = app_client
+    cases = [
+        client.post("/predict", content=b'{"text": "a"}', headers={"content-type": "text/plain"}),
+        client.post("/predict", content=b"x" * 3000, headers={"content-type": "application/json"}),
+        client.post("/predict", json={"text": ["a"] * 4}),
+        client.get("/nowhere"),
+        client.get("/predict"),
+    ]
+    assert [r.status_code for r in cases] == [415, 413, 413, 404, 405]
+    for resp in cases:
+        body = strict_loads(resp.text)
+        assert body["status"] == resp.status_code and body["error"]
+        assert resp.headers["content-type"].startswith("application/json")
+
+
+def test_non_finite_scores_give_500_not_nan(app_client):
+    client, _, holder = app_client
+    holder.current.pyfunc.score = math.nan
+    resp = client.post("/predict", json={"text": "a"})
+    assert resp.status_code == 500 and "non-finite" in strict_loads(resp.text)["error"]
+
+
+def test_reload_failure_keeps_serving(app_client):
+    client, registry, _ = app_client
+    registry.models["2"], registry.version = ValueError("accessible `.keras` zip file"), "2"
+    resp = client.post("/reload")
+    body = strict_loads(resp.text)
+    assert resp.status_code == 500 and "truncated" in body["error"]
+    assert body["serving"]["version"] == "1"
+    assert client.post("/predict", json={"text": "a"}).json()["model"]["version"] == "1"
+    assert "truncated" in client.get("/health").json()["last_reload_error"]
