@@ -191,9 +191,37 @@ def training_flow(
     return summary
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
     import json
-    import sys
 
-    overrides = dict(arg.split("=", 1) for arg in sys.argv[1:]) or None
-    print(json.dumps(training_flow(overrides=overrides), indent=2, default=str))
+    import yaml
+
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.training",
+        description="Run the training flow: the DVC pipeline as Prefect tasks (an isolated "
+        "DVC experiment when --set is given).",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, e.g. --set models.lstm.units=128 (repeatable)",
+    )
+    parser.add_argument("--push", action="store_true", help="dvc push after success")
+    parser.add_argument("--project-dir", default=None, help="project root (default: cwd)")
+    args = parser.parse_args(argv)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)} or None
+    state = training_flow(
+        overrides=overrides, push=args.push, project_dir=args.project_dir, return_state=True
+    )
+    if not state.is_completed():
+        print(f"training flow {state.type.value}: {state.message}")
+        return 1
+    print(json.dumps(state.result(), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

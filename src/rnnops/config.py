@@ -111,6 +111,8 @@ class ModelConfig(_Strict):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     pooling: Literal["last", "max"] = "last"
+    # Also feed max-over-time of the embeddings to the classifier (a bag-of-words skip).
+    embedding_skip: bool = False
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     clipnorm: Annotated[float, Field(gt=0.0)] | None = 1.0

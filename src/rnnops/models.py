@@ -52,6 +52,7 @@ def build_model(
     )(inputs)
     if cfg.spatial_dropout > 0:
         x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
+    embedded = x
     rnn_cls = _RECURRENT[cfg.kind]
     for i in range(cfg.layers):
         last = i == cfg.layers - 1
@@ -68,6 +69,9 @@ def build_model(
         x = rnn(x)
     if cfg.pooling == "max":
         x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    if cfg.embedding_skip:
+        skip = MaskedGlobalMaxPooling1D(name="embedding_max")(embedded)
+        x = layers.Concatenate(name="features")([x, skip])
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     activation = "softmax" if task == "singlelabel" else "sigmoid"

@@ -1,0 +1,97 @@
+"""Deployments: nightly retraining (cron) and batch scoring (interval).
+
+Serve both from this machine (a temporary local API unless PREFECT_API_URL points
+at a Prefect server):
+
+    python -m flows.deployments                      # make serve-flows
+
+For several machines, deploy the same flows to a work pool and start workers
+there; see the README ("Scheduled runs and workers").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+from flows.batch_score import batch_score_flow
+from flows.training import training_flow
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+RETRAIN_CRON = os.environ.get("RNNOPS_RETRAIN_CRON", "0 2 * * *")  # 02:00 UTC
+BATCH_INTERVAL_MINUTES = float(os.environ.get("RNNOPS_BATCH_INTERVAL_MINUTES", "60"))
+
+
+def build_deployments(
+    project_dir: str,
+    retrain_cron: str = RETRAIN_CRON,
+    batch_interval_minutes: float = BATCH_INTERVAL_MINUTES,
+    batch_input: str = "data/incoming/documents.csv",
+    batch_output: str = "data/scored/documents.parquet",
+    paused: bool = False,
+):
+    root = Path(project_dir).resolve()
+    retrain = training_flow.to_deployment(
+        name="nightly-retrain",
+        cron=retrain_cron,
+        parameters={"project_dir": str(root), "push": True},
+        # One retraining at a time: a run that would overlap waits its turn.
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+        ),
+        description="Reproduce the DVC pipeline (skips when nothing changed), track in MLflow, promote.",
+        tags=["rnnops", "training"],
+        paused=paused,
+    )
+    score = batch_score_flow.to_deployment(
+        name="batch-score",
+        interval=timedelta(minutes=batch_interval_minutes),
+        parameters={
+            "input_path": str(root / batch_input),
+            "output_path": str(root / batch_output),
+            "params_path": str(root / "params.yaml"),
+            "progress": False,
+        },
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+        description="Score new documents with the champion; record the model version that scored them.",
+        tags=["rnnops", "scoring"],
+        paused=paused,
+    )
+    return [retrain, score]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deployments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--project-dir", default=os.getcwd())
+    parser.add_argument(
+        "--retrain-cron", default=RETRAIN_CRON, help="cron (UTC) of nightly-retrain"
+    )
+    parser.add_argument("--batch-interval-minutes", type=float, default=BATCH_INTERVAL_MINUTES)
+    parser.add_argument("--batch-input", default="data/incoming/documents.csv")
+    parser.add_argument("--batch-output", default="data/scored/documents.parquet")
+    args = parser.parse_args(argv)
+    serve(
+        *build_deployments(
+            args.project_dir,
+            args.retrain_cron,
+            args.batch_interval_minutes,
+            args.batch_input,
+            args.batch_output,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
