@@ -10,9 +10,10 @@ from rnnops.models import build_model, compile_model
     "bidirectional, pooling, layers, skip", [(False, "last", 1, False), (True, "max", 2, True)]
 )
 @pytest.mark.parametrize("task, n_labels", [("multilabel", 5), ("singlelabel", 3)])
-def test_output_shapes_for_every_kind(kind, bidirectional, pooling, layers, task, n_labels):
+def test_output_shapes_for_every_kind(kind, bidirectional, pooling, layers, skip, task, n_labels):
     cfg = ModelConfig(
         kind=kind,
+        embedding_skip=skip,
         bidirectional=bidirectional,
         pooling=pooling,
         layers=layers,
