@@ -28,16 +28,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from rnnops.baseline import majority_class, tfidf_svm  # noqa: E402
 from rnnops.config import apply_overrides  # noqa: E402
+from rnnops.pipeline import stage_order  # noqa: E402
 
 TABLE = ("model", "accuracy", "micro_f1", "macro_f1", "train_seconds")
-
-
-def stage_order(project: Path) -> list[str]:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    names = list(params["models"])
-    return (
-        ["ingest", "preprocess"] + [f"train@{n}" for n in names] + [f"evaluate@{n}" for n in names]
-    )
 
 
 def make_copy(dest: Path, overrides: dict) -> tuple[Path, dict]:

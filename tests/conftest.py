@@ -91,6 +91,7 @@ def make_project(dest: Path, nltk_data: Path, params: dict | None = None) -> tup
     env = project_env(nltk_data)
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run([str(BIN_DIR / "dvc"), "init", "-q"], dest, env)
+    shutil.copy2(PROJECT_ROOT / ".dvc" / "config", dest / ".dvc" / "config")
     run([str(BIN_DIR / "dvc"), "config", "core.analytics", "false"], dest, env)
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "tiny project"], dest, env)
