@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install run repro test test-unit test-integration test-e2e lint format metrics plots ui clean
+.PHONY: help install run repro serve-flows bench test test-unit test-integration test-e2e lint format metrics plots ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -25,11 +25,19 @@ $(BIN)/rnnops: pyproject.toml
 
 install: $(BIN)/rnnops ## create .venv and install the project with its dev tools
 
-run: install ## reproduce the whole pipeline (dvc repro) on the Reuters corpus
+run: install ## the main job: the training flow (Prefect) over the DVC pipeline, then dvc push
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.training --push
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc metrics show
+
+repro: install ## plain `dvc repro` of the pipeline (no Prefect)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc metrics show
 
-repro: run ## alias of run
+serve-flows: install ## serve the nightly-retrain and batch-score deployments (flow.serve)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.deployments
+
+bench: install ## benchmark the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
 test: install ## run every test: unit, integration (real DVC) and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench
@@ -72,3 +80,15 @@ serve: install ## serve models:/reuters-topics@champion on http://127.0.0.1:8080
 
 bench-serving: install ## latency and throughput of the served champion vs the in-process pyfunc
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/serving.py
+
+.PHONY: sweep compare bench-sweep
+SWEEP ?= sweep.yaml
+MAX_PARALLEL ?= 2
+sweep: install ## run a sweep (SWEEP=sweep.yaml: grid or list of overrides) as parallel DVC experiments; promote the best
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.sweep $(SWEEP) --max-parallel $(MAX_PARALLEL)
+
+compare: install ## the comparison report of the models (reports/comparison.{md,html}, plots/comparison/)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro compare
+
+bench-sweep: install ## wall time of a 4-point sweep, max_parallel 1 vs 2 (bench/results/sweep.json)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/sweep.py

@@ -20,7 +20,6 @@ from prefect.tasks import exponential_backoff
 
 from rnnops import pipeline, tracking
 from rnnops.config import load_params
-from rnnops.evaluate import TABLE_COLUMNS
 from rnnops.io import read_json
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -61,10 +60,12 @@ def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 @task(name="dvc-experiment", persist_result=False)
-def dvc_experiment(root: str, overrides: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def dvc_experiment(
+    root: str, overrides: dict[str, Any], env: dict[str, str], name: str | None = None
+) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(root, overrides, env)
+        result = pipeline.run_experiment(root, overrides, env, name=name)
     except pipeline.StageError as exc:
         _log_output(exc.output)
         logger.error(str(exc))
@@ -97,6 +98,21 @@ def _links_env() -> dict[str, str]:
     return env
 
 
+def sweep_env(sweep: dict[str, Any]) -> dict[str, str]:
+    """Environment of one sweep point: its sweep id, parent MLflow run, deferred promotion."""
+    env = {
+        "RNNOPS_SWEEP_ID": str(sweep["sweep_id"]),
+        # The point's promote stage only records its candidate: the sweep promotes its
+        # best point once, through the same gate (rnnops.promote.run_promote).
+        "RNNOPS_PROMOTE_MODE": "record",
+    }
+    if sweep.get("parent_run_id"):
+        env["RNNOPS_PARENT_RUN_ID"] = str(sweep["parent_run_id"])
+    if sweep.get("point") is not None:
+        env["RNNOPS_SWEEP_POINT"] = str(sweep["point"])
+    return env
+
+
 def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[dict]) -> str:
     lines = ["# Training flow report", ""]
     if summary.get("noop"):
@@ -107,7 +123,7 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
         ran = [s for s, r in summary["stages"].items() if r]
         lines += [f"Stages run: {', '.join(ran) or 'none'}", ""]
     if runs:
-        cols = [c for c in TABLE_COLUMNS if c in ("model", "accuracy", "micro_f1", "macro_f1")]
+        cols = ["model", "accuracy", "micro_f1", "macro_f1"]
         lines += ["| " + " | ".join(cols) + " | MLflow run |", "|" + "---|" * (len(cols) + 1)]
         for r in sorted(runs, key=lambda r: -r["metrics"].get("macro_f1", 0)):
             cells = [r["model"]] + [f"{r['metrics'].get(c, float('nan')):.4f}" for c in cols[1:]]
@@ -115,6 +131,14 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
                 "| " + " | ".join(cells) + f" | [{r['run_id'][:8]}]({r['url']}) ({r['status']}) |"
             )
         lines.append("")
+    comparison = summary.get("comparison")
+    if comparison:
+        lines += [
+            f"Comparison report (SimpleRNN vs LSTM, per-class F1, by document length, gap to "
+            f"TF-IDF + SVM): [{comparison}](file://{comparison}), also logged to each MLflow "
+            "run under `comparison/`.",
+            "",
+        ]
     for v in versions:
         lines.append(
             f"- registered version **{v['version']}** → {v['decision']}: {v['reason']} "
@@ -131,15 +155,24 @@ def training_flow(
     project_dir: str | None = None,
     retries: int = 2,
     retry_delay_seconds: float = 10.0,
+    sweep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the DVC pipeline as Prefect tasks; with ``overrides``, as an isolated DVC experiment."""
+    """Run the DVC pipeline as Prefect tasks; with ``overrides``, as an isolated DVC experiment.
+
+    ``sweep`` (set by ``flows.sweep`` when it dispatches a point to a deployment):
+    ``sweep_id``, ``parent_run_id``, ``point`` and ``name`` (the DVC experiment's
+    name); the point's promotion is deferred to the sweep.
+    """
     logger = get_run_logger()
     root = Path(project_dir or os.getcwd()).resolve()
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
-    tracking.ensure_store(uri)  # create the store once, before any parallel work
-    env = pipeline.subprocess_env({**_links_env(), "MLFLOW_TRACKING_URI": uri})
+    env = pipeline.subprocess_env(
+        {**_links_env(), **sweep_env(sweep or {}), "MLFLOW_TRACKING_URI": uri}
+        if sweep
+        else {**_links_env(), "MLFLOW_TRACKING_URI": uri}
+    )
     policy = {
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(retry_delay_seconds),
@@ -148,10 +181,15 @@ def training_flow(
 
     summary: dict[str, Any] = {
         "project": str(root),
-        "mode": "experiment" if overrides else "workspace",
+        "mode": "experiment" if overrides or sweep else "workspace",
     }
-    if overrides:
-        summary.update(dvc_experiment.with_options(**policy)(str(root), dict(overrides), env))
+    if overrides or sweep:
+        tracking.ensure_store(uri)  # create the store once, before any parallel work
+        summary.update(
+            dvc_experiment.with_options(**policy)(
+                str(root), dict(overrides or {}), env, (sweep or {}).get("name")
+            )
+        )
     else:
         changed = pipeline.changed_stages(root, env)
         if not changed:
@@ -161,6 +199,7 @@ def training_flow(
             summary.update(noop=True, stages={})
         else:
             logger.info("changed: %s", ", ".join(changed))
+            tracking.ensure_store(uri)  # create the store once, before any parallel work
             stage_task = dvc_stage.with_options(**policy)
             summary["stages"] = {}
             for stage in pipeline.stage_order(root):
@@ -169,10 +208,21 @@ def training_flow(
             promotion = root / "reports" / "promotion.json"
             if promotion.exists() and summary["stages"].get("promote"):
                 summary["promotion"] = read_json(promotion)
+            comparison = root / "reports" / "comparison.html"
+            if comparison.exists():
+                summary["comparison"] = str(comparison)
     if push:
         dvc_push.with_options(**policy)(str(root), env)
         summary["pushed"] = True
 
+    if summary.get("noop"):
+        # Nothing ran, so there is nothing new in MLflow to link: finish quickly.
+        create_markdown_artifact(
+            key="training-report",
+            markdown=report_markdown(summary, [], []),
+            description="Nothing changed: no stage ran",
+        )
+        return summary
     tracking.configure(uri, params.tracking.experiment)
     runs = tracking.runs_tagged(
         "prefect.flow_run_id",

@@ -207,8 +207,21 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
 
 def cmd_promote(args: argparse.Namespace, params: Params) -> None:
     from rnnops import tracking
-    from rnnops.promote import run_promote
+    from rnnops.promote import promotion_deferred, record_candidate, run_promote
 
+    if promotion_deferred():
+        record = record_candidate(
+            list(params.models),
+            params.promotion,
+            Path(args.metrics),
+            Path(args.evaluations),
+            Path(args.out),
+        )
+        print(
+            f"promotion deferred (sweep point): candidate {record['candidate']} "
+            f"{record['metric']} {record['candidate_score']:.4f}"
+        )
+        return
     uri = tracking.configure(params.tracking.uri, params.tracking.experiment)
     log.info("MLflow registry at %s, model %s", uri, params.promotion.registered_model)
     decision = run_promote(
@@ -224,6 +237,64 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> None:
         f"{decision.registered_model} v{decision.candidate_version} ({decision.candidate}) -> "
         f"{decision.decision}: {decision.reason}"
     )
+
+
+def cmd_compare(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.compare import run_compare
+    from rnnops.io import read_json
+
+    names = list(params.models)
+    result = run_compare(
+        names,
+        {n: m.kind for n, m in params.models.items()},
+        args.metrics,
+        args.models,
+        args.evaluations,
+        args.data,
+        args.raw,
+        args.out_md,
+        args.out_html,
+        args.plots,
+        baseline=not args.no_baseline,
+    )
+    print(result.summary.to_string(index=False))
+    if args.no_mlflow:
+        return
+    from rnnops import tracking
+
+    run_ids = [
+        read_json(path)["run_id"]
+        for n in names
+        if (path := Path(args.evaluations) / n / "mlflow.json").exists()
+    ]
+    if run_ids:
+        tracking.configure(params.tracking.uri, params.tracking.experiment)
+        logged = tracking.log_files_to_runs(
+            run_ids, [args.out_md, args.out_html, args.plots], "comparison"
+        )
+        log.info("compare: report logged to MLflow runs %s", ", ".join(logged))
+
+
+def cmd_sweep(args: argparse.Namespace, params: Params) -> int:
+    # Prefect is imported only here: the stages of dvc.yaml never pay for it.
+    import rnnops
+
+    # flows/ sits beside src/ in the project (not in the installed package): the
+    # current directory, else the checkout this package was installed from (editable).
+    for candidate in (Path.cwd(), Path(rnnops.__file__).resolve().parents[2]):
+        if (candidate / "flows" / "sweep.py").exists():
+            sys.path.insert(0, str(candidate))
+            break
+    else:
+        raise ConfigError("flows/sweep.py not found: run `rnnops sweep` from the project root")
+    from flows.sweep import main as sweep_main
+
+    argv = [args.space, "--max-parallel", str(args.max_parallel), "--params", args.params]
+    argv += ["--no-promote"] if args.no_promote else []
+    argv += ["--apply-best"] if args.apply_best else []
+    if args.deployment:
+        argv += ["--deployment", args.deployment]
+    return sweep_main(argv)
 
 
 def cmd_reproduce(args: argparse.Namespace, params: Params) -> int:
@@ -339,6 +410,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="decision JSON to write, e.g. reports/promotion.json"
     )
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare the evaluated models: report (md, html) and figures",
+        description="Write a comparison of every model in params.yaml models: a table "
+        "(architecture, parameters, time, epochs, test metrics), learning curves, per-class F1, "
+        "metrics by document length and the gap to a TF-IDF + linear SVM baseline; log the "
+        "report to each model's MLflow run.",
+    )
+    p.add_argument("--metrics", required=True, help="directory of metrics/<model>.json")
+    p.add_argument("--models", required=True, help="directory of models/<model>/history.csv")
+    p.add_argument(
+        "--evaluations", required=True, help="directory of evaluate report dirs, e.g. reports/eval"
+    )
+    p.add_argument("--data", required=True, help="processed data directory")
+    p.add_argument("--raw", required=True, help="ingested Parquet table (for the baseline)")
+    p.add_argument("--out-md", required=True, help="markdown report, e.g. reports/comparison.md")
+    p.add_argument("--out-html", required=True, help="HTML report, e.g. reports/comparison.html")
+    p.add_argument("--plots", required=True, help="figures directory, e.g. plots/comparison")
+    p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + SVM baseline")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep of DVC experiments in parallel (Prefect); promote the best",
+        description="Run every point of SPACE (a YAML file: a grid {key: [values]} or a list "
+        "of override mappings, optionally under 'space:') as an isolated DVC experiment, at "
+        "most --max-parallel at once; the best point goes through the promotion gate. Run it "
+        "from the project root (it imports flows/sweep.py).",
+    )
+    p.add_argument("space", help="YAML file with the sweep space")
+    p.add_argument("--max-parallel", type=int, default=2, help="points at once (default 2)")
+    p.add_argument("--no-promote", action="store_true", help="do not promote the best point")
+    p.add_argument("--apply-best", action="store_true", help="dvc exp apply the best point")
+    p.add_argument(
+        "--deployment", help="dispatch points as runs of this deployment, e.g. training/sweep-point"
+    )
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "reproduce",

@@ -185,3 +185,64 @@ def push(root: str | Path, env: dict | None = None) -> str:
     )
     _raise_for(proc, "push")
     return (proc.stdout or "") + (proc.stderr or "")
+
+
+def experiment_rev(root: str | Path, name: str) -> str:
+    """The git commit of DVC experiment ``name`` (its ref under ``refs/exps``)."""
+    proc = subprocess.run(
+        ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for line in proc.stdout.splitlines():
+        sha, _, ref = line.partition(" ")
+        if ref.rsplit("/", 1)[-1] == name:
+            return sha
+    raise StageError(f"no DVC experiment named {name!r} in {root}", "experiment", None, proc.stderr)
+
+
+def experiment_files(root: str | Path, name: str):
+    """A read-only filesystem of experiment ``name`` as it committed it (git and DVC outputs).
+
+    Outputs that git ignores and DVC does not cache (``cache: false`` under an ignored
+    directory) are not part of an experiment's commit.
+    """
+    from dvc.api import DVCFileSystem
+
+    return DVCFileSystem(str(root), rev=experiment_rev(root, name))
+
+
+def fetch_experiment_outputs(
+    root: str | Path, name: str, paths: list[str], dest: str | Path
+) -> Path:
+    """Copy ``paths`` of experiment ``name`` from git and the DVC cache into ``dest``.
+
+    The workspace is not touched: a finished ``--temp`` experiment lives only in
+    its git ref and the cache.
+    """
+    dest = Path(dest)
+    fs = experiment_files(root, name)
+    for path in paths:
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fs.isdir(path):
+            fs.get(path, str(target), recursive=True)
+        else:
+            fs.get_file(path, str(target))
+    return dest
+
+
+def apply_experiment(root: str | Path, name: str, env: dict | None = None) -> str:
+    """``dvc exp apply NAME``: bring an experiment's params, code and outputs into the workspace."""
+    proc = subprocess.run(
+        [dvc_bin(), "exp", "apply", name],
+        cwd=root,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    _raise_for(proc, "exp apply")
+    return (proc.stdout or "") + (proc.stderr or "")

@@ -292,5 +292,38 @@ def run_promote(
     return decision
 
 
+# A sweep runs every point as a DVC experiment whose promote stage only records its
+# candidate; the sweep then sends its single best point through run_promote, so the
+# gate (margin, lock, champion re-read) is applied once per sweep, not once per point.
+DEFER_ENV = "RNNOPS_PROMOTE_MODE"
+DEFERRED = "deferred"
+
+
+def promotion_deferred() -> bool:
+    import os
+
+    return os.environ.get(DEFER_ENV, "").lower() == "record"
+
+
+def record_candidate(
+    model_names: list[str], cfg: PromotionConfig, metrics_dir: Path, eval_dir: Path, output: Path
+) -> dict:
+    """Record this execution's best candidate without registering it (sweep points)."""
+    candidates = gather_candidates(model_names, metrics_dir, eval_dir, cfg.metric)
+    cand = best_candidate(candidates, cfg.metric)
+    record = {
+        "decision": DEFERRED,
+        "reason": f"{DEFER_ENV}=record: a sweep promotes its best point once, at its end",
+        "metric": cfg.metric,
+        "min_delta": cfg.min_delta,
+        "candidate": cand.name,
+        "candidate_run_id": cand.run_id,
+        "candidate_score": float(cand.metrics[cfg.metric]),
+        "registered_model": cfg.registered_model,
+    }
+    write_json(output, record)
+    return record
+
+
 def promotion_summary(decision: PromotionDecision) -> str:
     return json.dumps(asdict(decision), indent=2)

@@ -8,12 +8,13 @@ tokenizers need no downloaded model.
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from nltk.tokenize import TreebankWordTokenizer, wordpunct_tokenize
+from nltk.tokenize import TreebankWordTokenizer, WordPunctTokenizer
 
 PAD = "<pad>"
 OOV = "<oov>"
@@ -21,6 +22,9 @@ PAD_ID = 0
 OOV_ID = 1
 
 _treebank = TreebankWordTokenizer()
+# NLTK's wordpunct pattern, compiled with the standard `re` engine: the same tokens
+# as nltk.wordpunct_tokenize, several times faster (it dominates serving time).
+_wordpunct = re.compile(WordPunctTokenizer()._pattern, re.UNICODE | re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def tokenize(text: str, tokenizer: str = "wordpunct", lowercase: bool = True) ->
     if tokenizer == "treebank":
         return _treebank.tokenize(text)
     if tokenizer == "wordpunct":
-        return wordpunct_tokenize(text)
+        return _wordpunct.findall(text)
     raise ValueError(f"unknown tokenizer {tokenizer!r}; allowed: wordpunct, treebank")
 
 

@@ -169,6 +169,8 @@ def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, st
         ("RNNOPS_PREFECT_FLOW_RUN_URL", "prefect.flow_run_url"),
         ("RNNOPS_PREFECT_DEPLOYMENT", "prefect.deployment"),
         ("RNNOPS_SWEEP_ID", "rnnops.sweep_id"),
+        ("RNNOPS_SWEEP_POINT", "rnnops.sweep_point"),
+        ("RNNOPS_PARENT_RUN_ID", "mlflow.parentRunId"),
         ("RNNOPS_REPRODUCES", "rnnops.reproduces"),
     ):
         if os.environ.get(env):
@@ -465,6 +467,89 @@ def log_run_text(run_id: str, text: str, artifact_file: str) -> None:
     import mlflow
 
     mlflow.MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_files_to_runs(
+    run_ids: list[str], paths: list[str | Path], artifact_path: str | None = None
+) -> list[str]:
+    """Log the same files (or directories) as artifacts of each run; return the runs logged to.
+
+    Runs that this store does not hold are skipped with a warning.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    logged = []
+    for run_id in dict.fromkeys(run_ids):
+        try:
+            client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            log.warning("MLflow run %s not found; report not logged to it", run_id)
+            continue
+        for path in map(Path, paths):
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path)
+            elif path.exists():
+                client.log_artifact(run_id, str(path), artifact_path)
+        logged.append(run_id)
+    return logged
+
+
+def start_parent_run(
+    experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+) -> str:
+    """Create a RUNNING run that child runs link to (tag ``mlflow.parentRunId``)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    run = client.create_run(exp.experiment_id, run_name=run_name, tags=dict(tags))
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    return run.info.run_id
+
+
+def finish_parent_run(
+    run_id: str,
+    table: Mapping[str, list],
+    markdown: str,
+    metrics: Mapping[str, float] | None = None,
+    status: str = "FINISHED",
+) -> None:
+    """Log the summary table (``sweep_summary.json``) and report, then end the run."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.log_table(run_id, dict(table), "sweep_summary.json")
+    client.log_text(run_id, markdown, "sweep_summary.md")
+    for key, value in (metrics or {}).items():
+        if value is not None and math.isfinite(float(value)):
+            client.log_metric(run_id, key, float(value))
+    client.set_terminated(run_id, status=status)
+
+
+def runs_of_sweep(sweep_id: str, experiment: str) -> list[dict]:
+    """Child runs of a sweep (tag ``rnnops.sweep_id``), with params, test metrics and experiment."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    found = client.search_runs([exp.experiment_id], f"tags.`rnnops.sweep_id` = '{sweep_id}'")
+    return [
+        {
+            "run_id": r.info.run_id,
+            "model": r.data.tags.get("rnnops.model"),
+            "experiment": r.data.tags.get("rnnops.dvc.experiment"),
+            "parent": r.data.tags.get("mlflow.parentRunId"),
+            "status": r.info.status,
+            "params": dict(r.data.params),
+            "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
+        }
+        for r in found
+        if r.data.tags.get("rnnops.sweep_role") != "parent"
+    ]
 
 
 def runs_tagged(key: str, value: str, experiment: str) -> list[dict]:

@@ -38,6 +38,8 @@ def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
         "train@lstm",
         "evaluate@rnn",
         "evaluate@lstm",
+        "promote",
+        "compare",
     }
     for path in (
         "data/raw/reuters.parquet",
@@ -48,7 +50,12 @@ def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
         "models/rnn/model.keras",
         "models/lstm/history.csv",
         "metrics/lstm.json",
-        "reports/lstm/per_class.csv",
+        "reports/eval/lstm/per_class.csv",
+        "reports/comparison.md",
+        "reports/comparison.html",
+        "plots/comparison/learning_curves.png",
+        "plots/comparison/per_class_f1.png",
+        "plots/comparison/length_buckets.png",
         "plots/lstm/per_class_f1.png",
         "dvc.lock",
     ):
@@ -56,6 +63,9 @@ def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
     metrics = json.loads((project / "metrics/lstm.json").read_text())
     assert metrics["task"] == "multilabel" and 0.0 <= metrics["micro_f1"] <= 1.0
     assert "model" in first.stdout and "lstm" in first.stdout  # the comparison table
+    report = (project / "reports/comparison.md").read_text()
+    assert "| rnn | simple_rnn |" in report and "| lstm | lstm |" in report
+    assert "tfidf_linear_svm" in report
 
     second = run([DVC, "repro"], project, env)
     assert ran_stages(second.stdout) == []
@@ -65,7 +75,7 @@ def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
 
     set_param(project, "models", "lstm", "units", 5)
     third = run([DVC, "repro"], project, env)
-    assert sorted(ran_stages(third.stdout)) == ["evaluate@lstm", "train@lstm"]
+    assert sorted(ran_stages(third.stdout)) == ["compare", "evaluate@lstm", "promote", "train@lstm"]
 
     before = lock(project)
     set_param(project, "models", "lstm", "kind", "transformer")

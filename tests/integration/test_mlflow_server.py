@@ -10,11 +10,15 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import BIN_DIR, both_models, free_port, make_project, run, set_params
+from conftest import BIN_DIR, free_port, make_project, run, set_params, tiny_params
 
 pytestmark = pytest.mark.integration
 
 DVC = str(BIN_DIR / "dvc")
+
+
+def lstm_params(**values) -> dict:
+    return {f"models.lstm.{key}": value for key, value in values.items()}
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +69,15 @@ def mlflow_server(tmp_path_factory):
 
 
 def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_nltk_data):
-    project, env = make_project(tmp_path / "project", tiny_nltk_data)
+    params = tiny_params()
+    params["models"] = {
+        "lstm": params["models"]["lstm"]
+    }  # one model keeps the three executions short
+    project, env = make_project(tmp_path / "project", tiny_nltk_data, params)
     env["MLFLOW_TRACKING_URI"] = mlflow_server
     client = mlflow.MlflowClient(mlflow_server)
 
-    set_params(project, both_models(learning_rate=0.01, epochs=4))
+    set_params(project, lstm_params(learning_rate=0.01, epochs=4))
     run([DVC, "repro"], project, env)
     first = client.get_model_version_by_alias("reuters-topics", "champion")
     assert first.version in (1, "1")
@@ -78,7 +86,7 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 
     # Worse parameters: registered, but only as challenger.
-    set_params(project, both_models(learning_rate=0.000001, epochs=1))
+    set_params(project, lstm_params(learning_rate=0.000001, epochs=1))
     run([DVC, "repro"], project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "challenger", decision
@@ -89,7 +97,7 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
 
     # Better parameters on different data (longer sequences): the champion is
     # re-scored on the new test split and then beaten.
-    set_params(project, {**both_models(learning_rate=0.01, epochs=15), "preprocess.max_len": 50})
+    set_params(project, {**lstm_params(learning_rate=0.01, epochs=15), "preprocess.max_len": 50})
     run([DVC, "repro"], project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "champion", decision

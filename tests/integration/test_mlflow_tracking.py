@@ -271,7 +271,7 @@ def test_promotion_refuses_missing_evaluation(tracked, tmp_path):
         env,
         check=False,
     )
-    assert proc.returncode == 1 and "no promotion" in proc.stderr
+    assert proc.returncode == 2 and "no promotion" in proc.stderr
     assert not (tmp_path / "promotion.json").exists()
     assert len(client.search_model_versions("name='reuters-topics'")) == versions
 

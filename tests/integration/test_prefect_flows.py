@@ -77,7 +77,7 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     state = training_flow(project_dir=str(project), return_state=True)
     assert state.is_completed(), state
     summary = state.result()
-    stages = task_states(state.state_details.flow_run_id, expect=7)
+    stages = task_states(state.state_details.flow_run_id, expect=8)
     expected = {
         "ingest",
         "preprocess",
@@ -86,6 +86,7 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
         "evaluate@rnn",
         "evaluate@lstm",
         "promote",
+        "compare",
     }
     assert set(stages) == expected and set(stages.values()) == {"COMPLETED"}
     assert all(summary["stages"][s] for s in expected)

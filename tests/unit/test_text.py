@@ -55,3 +55,10 @@ def test_texts_to_ids_matches_manual_pipeline():
     vocab = ["<pad>", "<oov>", "oil", "prices"]
     ids = texts_to_ids(["OIL prices jump"], vocab_index(vocab), TextSettings(max_len=5))
     assert ids.tolist() == [[2, 3, OOV_ID, 0, 0]]
+
+
+def test_wordpunct_matches_nltk_exactly():
+    from nltk.tokenize import wordpunct_tokenize
+
+    text = "Shell Canada <SHC.TO> said 1987 net fell 12.5 pct, to C$1.2 mln; ÉTAT déjà-vu... U.S. (Reuter)"
+    assert tokenize(text, "wordpunct", lowercase=False) == wordpunct_tokenize(text)

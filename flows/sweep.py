@@ -1,0 +1,388 @@
+"""Sweeps: many configurations as parallel, isolated DVC experiments; the best one promoted.
+
+Each point of the space is a ``dvc exp run --temp -S ...`` in its own Prefect task
+(at most ``max_parallel`` at once), or, with ``dispatch="deployment"``, its own flow
+run of a training deployment on a work pool, so several workers share the work.
+All MLflow runs of a sweep carry the tag ``rnnops.sweep_id`` and the parent run
+(``mlflow.parentRunId``) that holds the sweep's summary table.
+
+Promotion: inside a point, the pipeline's ``promote`` stage only records its
+candidate (``RNNOPS_PROMOTE_MODE=record``); at the end the sweep sends its single
+best point through :func:`rnnops.promote.run_promote` — the same gate (margin,
+file lock, champion re-read under the lock) that ``dvc repro`` uses, once per
+sweep, on that experiment's own outputs read back from git and the DVC cache.
+
+    python -m flows.sweep sweep.yaml --max-parallel 2      # or: rnnops sweep sweep.yaml
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.training import _links_env, sweep_env
+from rnnops import pipeline, tracking
+from rnnops.config import ConfigError, load_params
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+PROMOTE_INPUTS = ["metrics", "reports/eval", "data/processed", "data/raw/reuters.parquet"]
+
+
+class SweepError(RuntimeError):
+    """The sweep could not run (bad space) or every point failed."""
+
+
+def expand_space(space: dict[str, list] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points of a grid ``{key: [values]}`` (cartesian product) or a list of override sets."""
+    if isinstance(space, dict):
+        if not space:
+            raise SweepError("the sweep space is empty")
+        keys = list(space)
+        values = [v if isinstance(v, list) else [v] for v in space.values()]
+        if any(not v for v in values):
+            raise SweepError("every key of a grid needs at least one value")
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+    if isinstance(space, list) and space and all(isinstance(p, dict) for p in space):
+        return [dict(p) for p in space]
+    raise SweepError(
+        "a sweep space is a mapping of key -> list of values (a grid) or a non-empty list of "
+        "override mappings"
+    )
+
+
+def load_space(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """A sweep file: the space itself, or ``{space: ..., max_parallel: ..., promote: ...}``."""
+    raw = yaml.safe_load(Path(path).read_text())
+    if isinstance(raw, dict) and "space" in raw:
+        options = {k: v for k, v in raw.items() if k != "space"}
+        unknown = set(options) - {"max_parallel", "promote", "apply_best"}
+        if unknown:
+            raise SweepError(f"{path}: unknown keys {sorted(unknown)}")
+        return raw["space"], options
+    return raw, {}
+
+
+def new_sweep_id() -> str:
+    return f"sweep-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
+    """What a finished point's experiment committed: its best model, score and metrics."""
+    from rnnops.promote import Candidate, best_candidate
+
+    files = pipeline.experiment_files(root, name)
+    params = yaml.safe_load(files.read_text("params.yaml"))
+    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params["models"]}
+    # The same choice as the promote stage (rnnops.promote.best_candidate).
+    cand = best_candidate(
+        [Candidate(m, "", "", None, vals) for m, vals in metrics.items()], metric
+    ).name
+    run = json.loads(files.read_text(f"reports/eval/{cand}/mlflow.json"))
+    return {
+        "candidate": cand,
+        "candidate_run_id": run["run_id"],
+        "score": float(metrics[cand][metric]),
+        "metrics": {
+            f"{m}.{k}": v
+            for m, vals in metrics.items()
+            for k, v in vals.items()
+            if k in ("accuracy", "micro_f1", "macro_f1")
+        },
+    }
+
+
+@task(name="sweep-point", task_run_name="point-{index}", persist_result=False)
+def sweep_point(
+    root: str, index: int, overrides: dict[str, Any], name: str, env: dict[str, str], metric: str
+) -> dict[str, Any]:
+    """One point as an isolated DVC experiment in this process."""
+    logger = get_run_logger()
+    try:
+        result = pipeline.run_experiment(root, overrides, env, name=name)
+    except pipeline.StageError as exc:
+        for line in exc.output.splitlines()[-40:]:
+            logger.info(line)
+        logger.error("point %d %s failed: %s", index, overrides, exc)
+        raise
+    logger.info("point %d (%s) ran %s in %.1fs", index, name, result.stages_run, result.seconds)
+    return {"seconds": round(result.seconds, 2), **point_outcome(root, name, metric)}
+
+
+@task(name="sweep-point-dispatch", task_run_name="point-{index}", persist_result=False)
+def dispatch_point(
+    root: str,
+    index: int,
+    overrides: dict[str, Any],
+    name: str,
+    sweep: dict[str, Any],
+    metric: str,
+    deployment_name: str,
+) -> dict[str, Any]:
+    """One point as a flow run of ``deployment_name`` (a training deployment) on its work pool."""
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    flow_run = run_deployment(
+        deployment_name,
+        parameters={"project_dir": root, "overrides": overrides, "sweep": sweep},
+        timeout=None,
+        as_subflow=False,
+    )
+    logger.info("point %d: flow run %s ended %s", index, flow_run.name, flow_run.state.type.value)
+    if not flow_run.state.is_completed():
+        raise SweepError(
+            f"point {index} ({name}): flow run {flow_run.id} ended "
+            f"{flow_run.state.type.value}: {flow_run.state.message}"
+        )
+    return {"flow_run_id": str(flow_run.id), **point_outcome(root, name, metric)}
+
+
+def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> dict[str, Any]:
+    """Send experiment ``name`` through the promotion gate of the sweep's own params."""
+    from dataclasses import asdict
+
+    from rnnops.promote import run_promote
+
+    base = load_params(params_path)
+    pipeline.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
+    point = load_params(workdir / "params.yaml")
+    decision = run_promote(
+        list(point.models),
+        base.promotion,  # the sweep's gate: same metric, margin and registered model
+        workdir / "metrics",
+        workdir / "reports" / "eval",
+        workdir / "data" / "processed",
+        workdir / "data" / "raw" / "reuters.parquet",
+        workdir / "promotion.json",
+    )
+    return asdict(decision)
+
+
+def summary_markdown(sweep_id: str, rows: list[dict], best: dict | None, promotion: dict | None):
+    lines = [f"# Sweep `{sweep_id}`", ""]
+    ok = [r for r in rows if r["status"] == "completed"]
+    lines += [f"{len(ok)} of {len(rows)} points completed.", ""]
+    lines += ["| point | overrides | experiment | status | candidate | score | seconds |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for r in rows:
+        score = f"{r['score']:.4f}" if r.get("score") is not None else "–"
+        over = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items())
+        status = r["status"] if r["status"] == "completed" else f"**{r['status']}**"
+        lines.append(
+            f"| {r['point']} | {over} | {r['experiment']} | {status} | {r.get('candidate') or '–'} "
+            f"| {score} | {r.get('seconds', '–')} |"
+        )
+    failed = [r for r in rows if r["status"] != "completed"]
+    if failed:
+        lines += ["", "Failures:", ""]
+        lines += [f"- point {r['point']}: {r['error']}" for r in failed]
+    if best:
+        lines += ["", f"Best: point {best['point']} (`{best['experiment']}`), {best['score']:.4f}."]
+    if promotion:
+        lines += [
+            f"Promotion: {promotion['registered_model']} v{promotion['candidate_version']} → "
+            f"**{promotion['decision']}** ({promotion['reason']})."
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="sweep", log_prints=True, persist_result=False)
+def sweep_flow(
+    space: dict[str, list] | list[dict[str, Any]],
+    max_parallel: int = 2,
+    promote: bool = True,
+    project_dir: str | None = None,
+    apply_best: bool = False,
+    params_path: str = "params.yaml",
+    dispatch: str = "local",
+    deployment_name: str | None = None,
+    sweep_id: str | None = None,
+) -> dict[str, Any]:
+    """Run every point of ``space`` as a DVC experiment, at most ``max_parallel`` at once."""
+    logger = get_run_logger()
+    if dispatch not in ("local", "deployment"):
+        raise SweepError(f"dispatch must be 'local' or 'deployment', not {dispatch!r}")
+    if dispatch == "deployment" and not deployment_name:
+        raise SweepError("dispatch='deployment' needs deployment_name (e.g. training/sweep-point)")
+    if max_parallel < 1:
+        raise SweepError("max_parallel must be at least 1")
+    root = Path(project_dir or os.getcwd()).resolve()
+    points = expand_space(space)
+    params = load_params(root / params_path)
+    for i, overrides in enumerate(points):  # a bad key fails the sweep before anything runs
+        try:
+            load_params(root / params_path, overrides)
+        except ConfigError as exc:
+            raise SweepError(f"point {i} {overrides}: {exc}") from None
+    metric = params.promotion.metric
+    sweep_id = sweep_id or new_sweep_id()
+    uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
+    tracking.ensure_store(uri)
+    tracking.configure(uri, params.tracking.experiment)
+    parent = tracking.start_parent_run(
+        params.tracking.experiment,
+        sweep_id,
+        {
+            **tracking.lineage_tags(None, root),
+            "rnnops.sweep_id": sweep_id,
+            "rnnops.sweep_role": "parent",
+            **{k: v for k, v in _links_env().items() if k == "RNNOPS_PREFECT_FLOW_RUN_ID"},
+        },
+        {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
+    )
+    logger.info("sweep %s: %d points, at most %d at once", sweep_id, len(points), max_parallel)
+
+    futures = []
+    with ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
+        for i, overrides in enumerate(points):
+            name = f"{sweep_id}-p{i}"
+            sweep = {"sweep_id": sweep_id, "parent_run_id": parent, "point": i, "name": name}
+            if dispatch == "deployment":
+                future = runner.submit(
+                    dispatch_point,
+                    {
+                        "root": str(root),
+                        "index": i,
+                        "overrides": overrides,
+                        "name": name,
+                        "sweep": sweep,
+                        "metric": metric,
+                        "deployment_name": deployment_name,
+                    },
+                )
+            else:
+                env = pipeline.subprocess_env(
+                    {**_links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": uri}
+                )
+                future = runner.submit(
+                    sweep_point,
+                    {
+                        "root": str(root),
+                        "index": i,
+                        "overrides": overrides,
+                        "name": name,
+                        "env": env,
+                        "metric": metric,
+                    },
+                )
+            futures.append((i, overrides, name, future))
+        rows = []
+        for i, overrides, name, future in futures:
+            future.wait()
+            row = {"point": i, "overrides": overrides, "experiment": name}
+            state = future.state
+            if state.is_completed():
+                row.update(status="completed", **future.result())
+            else:
+                exc = future.result(raise_on_failure=False)
+                row.update(status="failed", error=str(exc).strip().splitlines()[0][:300])
+                row["error_detail"] = str(exc)[-1500:]
+            rows.append(row)
+
+    completed = [r for r in rows if r["status"] == "completed"]
+    best = max(completed, key=lambda r: r["score"]) if completed else None
+    promotion = None
+    if best and promote:
+        with tempfile.TemporaryDirectory(prefix="rnnops-sweep-") as tmp:
+            promotion = promote_point(root, best["experiment"], root / params_path, Path(tmp))
+            tracking.log_files_to_runs([parent], [Path(tmp) / "promotion.json"])
+        logger.info(
+            "best point %d -> v%s %s",
+            best["point"],
+            promotion["candidate_version"],
+            promotion["decision"],
+        )
+    if best and apply_best:
+        pipeline.apply_experiment(root, best["experiment"])
+        logger.info("applied %s to the workspace", best["experiment"])
+
+    markdown = summary_markdown(sweep_id, rows, best, promotion)
+    table = {
+        "point": [r["point"] for r in rows],
+        "experiment": [r["experiment"] for r in rows],
+        "overrides": [json.dumps(r["overrides"]) for r in rows],
+        "status": [r["status"] for r in rows],
+        "candidate": [r.get("candidate") for r in rows],
+        metric: [r.get("score") for r in rows],
+        "error": [r.get("error") for r in rows],
+    }
+    tracking.finish_parent_run(
+        parent,
+        table,
+        markdown,
+        {
+            f"best_{metric}": best["score"] if best else None,
+            "failed_points": len(rows) - len(completed),
+        },
+        status="FINISHED" if completed else "FAILED",
+    )
+    create_markdown_artifact(
+        key="sweep-report", markdown=markdown, description=f"Sweep {sweep_id}: points and promotion"
+    )
+    for r in rows:
+        if r["status"] != "completed":
+            logger.error("point %d %s failed: %s", r["point"], r["overrides"], r["error"])
+    if not completed:
+        raise SweepError(f"sweep {sweep_id}: every point failed")
+    return {
+        "sweep_id": sweep_id,
+        "parent_run_id": parent,
+        "points": rows,
+        "failed": [r["point"] for r in rows if r["status"] != "completed"],
+        "best": best,
+        "promotion": promotion,
+        "applied": bool(best and apply_best),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.sweep",
+        description="Run a sweep: every point of a YAML space as an isolated DVC experiment.",
+    )
+    parser.add_argument("space", help="YAML file: a grid {key: [values]} or a list of overrides")
+    parser.add_argument("--max-parallel", type=int, default=None)
+    parser.add_argument("--no-promote", action="store_true")
+    parser.add_argument("--apply-best", action="store_true")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--project-dir", default=None)
+    parser.add_argument("--deployment", help="dispatch points to this deployment's work pool")
+    args = parser.parse_args(argv)
+    space, options = load_space(args.space)
+    state = sweep_flow(
+        space,
+        max_parallel=args.max_parallel or options.get("max_parallel", 2),
+        promote=not args.no_promote and options.get("promote", True),
+        project_dir=args.project_dir,
+        apply_best=args.apply_best or options.get("apply_best", False),
+        params_path=args.params,
+        dispatch="deployment" if args.deployment else "local",
+        deployment_name=args.deployment,
+        return_state=True,
+    )
+    if not state.is_completed():
+        print(f"sweep flow {state.type.value}: {state.message}")
+        return 1
+    result = state.result()
+    print(
+        summary_markdown(result["sweep_id"], result["points"], result["best"], result["promotion"])
+    )
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

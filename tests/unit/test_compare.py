@@ -1,0 +1,160 @@
+"""The comparison report: pure cores, and the report written from synthetic stage outputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnops.compare import (
+    FIGURES,
+    bucket_metrics,
+    length_edges,
+    markdown_to_html,
+    per_class_side_by_side,
+    run_compare,
+    summary_table,
+)
+
+
+def test_summary_table_best_first():
+    metrics = {
+        "rnn": {"macro_f1": 0.4, "micro_f1": 0.6, "accuracy": 0.5, "trainable_params": 10},
+        "lstm": {"macro_f1": 0.7, "micro_f1": 0.8, "accuracy": 0.6, "trainable_params": 20},
+    }
+    table = summary_table(metrics, {"rnn": "simple_rnn", "lstm": "lstm"})
+    assert list(table["model"]) == ["lstm", "rnn"]
+    assert list(table["kind"]) == ["lstm", "simple_rnn"]
+    assert table.loc[0, "trainable_params"] == 20
+
+
+def test_per_class_side_by_side_orders_by_support():
+    a = pd.DataFrame({"label": ["x", "y"], "support": [1, 5], "f1": [0.1, 0.5]})
+    b = pd.DataFrame({"label": ["x", "y"], "support": [1, 5], "f1": [0.2, 0.9]})
+    table = per_class_side_by_side({"rnn": a, "lstm": b})
+    assert list(table.columns) == ["label", "support", "rnn", "lstm"]
+    assert list(table["label"]) == ["y", "x"] and table.loc[0, "lstm"] == 0.9
+
+
+def test_bucket_metrics_by_length():
+    lengths = pd.Series([5, 10, 50, 100], index=["a", "b", "c", "d"])
+    preds = pd.DataFrame(
+        {
+            "doc_id": ["a", "b", "c", "d"],
+            "actual": ["earn", "earn;grain", "crude", "grain"],
+            "predicted": ["earn", "earn", "grain", "crude"],
+        }
+    )
+    edges = length_edges(lengths.to_numpy(), buckets=2)
+    table = bucket_metrics(preds, lengths, edges)
+    assert list(table["documents"]) == [2, 2]
+    short, long = table.iloc[0], table.iloc[1]
+    assert short["accuracy"] == 0.5 and long["accuracy"] == 0.0
+    # short: tp 2, fn 1 -> 4 / 5; long: nothing right
+    assert short["micro_f1"] == pytest.approx(0.8) and long["micro_f1"] == 0.0
+    assert table["bucket"].iloc[0].startswith("5–")
+
+
+def test_length_edges_degenerate():
+    assert list(length_edges(np.array([7, 7, 7]))) == [7, 8]
+
+
+def test_html_is_self_contained():
+    md = "# T\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![fig](x.png)\n"
+    out = markdown_to_html(md, {"f.png": b"\x89PNG"}, {"f.png": "x.png"})
+    assert "<table>" in out and "data:image/png;base64," in out and "x.png" not in out
+
+
+def _write_outputs(root, names):
+    rng = np.random.default_rng(0)
+    labels = ["crude", "earn", "grain"]
+    doc_ids = np.array([f"test/{i}" for i in range(12)])
+    lengths = rng.integers(5, 200, size=12).astype(np.int32)
+    data = root / "data" / "processed"
+    data.mkdir(parents=True)
+    np.savez(
+        data / "test.npz",
+        x=np.zeros((12, 4), dtype=np.int32),
+        y=np.zeros((12, 3), dtype=np.int8),
+        doc_ids=doc_ids,
+        lengths=lengths,
+    )
+    for i, name in enumerate(names):
+        (root / "metrics").mkdir(exist_ok=True)
+        (root / "metrics" / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "model": name,
+                    "task": "multilabel",
+                    "accuracy": 0.5 + i / 10,
+                    "micro_f1": 0.6,
+                    "macro_f1": 0.4 + i / 10,
+                    "epochs": 2,
+                    "train_seconds": 3.5,
+                    "trainable_params": 100 * (i + 1),
+                }
+            )
+        )
+        (root / "models" / name).mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}).to_csv(
+            root / "models" / name / "history.csv", index=False
+        )
+        ev = root / "reports" / "eval" / name
+        ev.mkdir(parents=True)
+        pd.DataFrame(
+            {"label": labels, "precision": 0.5, "recall": 0.5, "f1": [0.1, 0.5, 0.9], "support": 4}
+        ).to_csv(ev / "per_class.csv", index=False)
+        pd.DataFrame(
+            {
+                "doc_id": doc_ids,
+                "actual": rng.choice(labels, 12),
+                "predicted": rng.choice(labels, 12),
+                "score": 0.5,
+            }
+        ).to_csv(ev / "predictions.csv", index=False)
+
+
+def test_run_compare_lists_every_model_with_its_figures(tmp_path):
+    names = ["rnn", "lstm", "gru"]
+    _write_outputs(tmp_path, names)
+    result = run_compare(
+        names,
+        {"rnn": "simple_rnn", "lstm": "lstm", "gru": "gru"},
+        tmp_path / "metrics",
+        tmp_path / "models",
+        tmp_path / "reports" / "eval",
+        tmp_path / "data" / "processed",
+        None,
+        tmp_path / "reports" / "comparison.md",
+        tmp_path / "reports" / "comparison.html",
+        tmp_path / "plots" / "comparison",
+        baseline=False,
+    )
+    md = (tmp_path / "reports" / "comparison.md").read_text()
+    html = (tmp_path / "reports" / "comparison.html").read_text()
+    for name in names:
+        assert f"| {name} |" in md and f"<td>{name}</td>" in html
+    for figure in FIGURES:
+        assert (tmp_path / "plots" / "comparison" / figure).stat().st_size > 1000
+        assert f"../plots/comparison/{figure}" in md
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert set(result.buckets["model"]) == set(names)
+    assert list(result.summary["model"]) == ["gru", "lstm", "rnn"]
+
+
+def test_run_compare_refuses_missing_evaluations(tmp_path):
+    _write_outputs(tmp_path, ["rnn"])
+    with pytest.raises(FileNotFoundError, match="lstm"):
+        run_compare(
+            ["rnn", "lstm"],
+            {},
+            tmp_path / "metrics",
+            tmp_path / "models",
+            tmp_path / "reports" / "eval",
+            tmp_path / "data" / "processed",
+            None,
+            tmp_path / "c.md",
+            tmp_path / "c.html",
+            tmp_path / "plots",
+            baseline=False,
+        )
