@@ -8,6 +8,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,50 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(base / "server.log", "w")  # noqa: SIM115 - stays open for the server's lifetime
+    proc = subprocess.Popen(
+        [
+            str(BIN_DIR / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{base / 'backend.db'}",
+            "--artifacts-destination",
+            str(base / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, (base / "server.log").read_text()
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not become healthy:\n" + (base / "server.log").read_text())
+    yield url
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()

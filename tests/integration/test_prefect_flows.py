@@ -46,6 +46,25 @@ def flow_logs(flow_run_id, needle: str = "", timeout: float = 30.0) -> str:
         time.sleep(0.5)
 
 
+def report_artifact(flow_run_id) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+            return "\n".join(str(a.data) for a in found if a.key == "training-report")
+
+    deadline = time.time() + 30
+    while not (text := asyncio.run(read())) and time.time() < deadline:
+        time.sleep(0.5)
+    return text
+
+
 def _read_logs(flow_run_id) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -100,6 +119,12 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     for run_id in summary["mlflow_runs"]:
         tags = client.get_run(run_id).data.tags
         assert tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
+
+    report = report_artifact(state.state_details.flow_run_id)
+    for run_id in summary["mlflow_runs"]:
+        assert run_id[:8] in report
+    assert "| lstm |" in report and "| rnn |" in report
+    assert "registered version **1**" in report and "champion" in report
 
     again = training_flow(project_dir=str(project), return_state=True)
     assert again.is_completed()

@@ -125,12 +125,14 @@ def test_expand_space_grid_and_list():
         expand_space({"a": []})
 
 
-def test_two_process_workers_share_a_dispatched_sweep(tmp_path, tiny_nltk_data):
+def test_two_process_workers_share_a_dispatched_sweep(tmp_path, tiny_nltk_data, mlflow_server):
     """Points as flow runs of a training deployment on a work pool, against a real server."""
     from test_prefect_server import api_settings, start, stop, wait_for
 
     params = tiny_params()
     params["models"] = {"lstm": params["models"]["lstm"]}
+    # One MLflow server shared by both workers; a model name of its own in that registry.
+    params["promotion"]["registered_model"] = "sweep-dispatch"
     project, project_env = make_project(tmp_path / "project", tiny_nltk_data, params)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -139,7 +141,7 @@ def test_two_process_workers_share_a_dispatched_sweep(tmp_path, tiny_nltk_data):
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_API_URL": api_url,
         "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": mlflow_server,
     }
     prefect = str(BIN_DIR / "prefect")
     server = start(

@@ -1,0 +1,50 @@
+import subprocess
+
+import pytest
+
+from rnnops.pipeline import InvalidInputError, RepositoryBusyError, StageError, _raise_for
+
+
+def done(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(["dvc"], code, stdout, stderr)
+
+
+def test_success_raises_nothing():
+    _raise_for(done(0, "Running stage 'ingest'"), "ingest")
+
+
+def test_bad_input_is_not_transient():
+    err = (
+        "rnnops preprocess: error: preprocess.topics: ['cocoa'] have no training documents\n"
+        "ERROR: failed to reproduce 'preprocess': failed to run: rnnops preprocess ..., exited with 2"
+    )
+    with pytest.raises(InvalidInputError) as info:
+        _raise_for(done(255, stderr=err), "preprocess")
+    assert info.value.exit_code == 2 and not info.value.transient
+    assert "cocoa" in str(info.value)
+
+
+def test_unexpected_failure_is_transient():
+    err = (
+        "rnnops train: error: ConnectionError: MLflow unreachable\n"
+        "ERROR: failed to reproduce 'train@lstm': failed to run: rnnops train lstm ..., exited with 1"
+    )
+    with pytest.raises(StageError) as info:
+        _raise_for(done(255, stderr=err), "train@lstm")
+    assert type(info.value) is StageError and info.value.transient
+
+
+def test_busy_repository_fails_fast_and_is_not_retried():
+    err = "ERROR: Unable to acquire lock. Most likely another DVC process is running or was terminated abruptly."
+    with pytest.raises(RepositoryBusyError, match="busy") as info:
+        _raise_for(done(255, stderr=err), "ingest")
+    assert not info.value.transient
+
+
+def test_terminated_stage_is_not_retried():
+    err = (
+        "ERROR: failed to reproduce 'train@lstm': failed to run: rnnops train lstm, exited with 143"
+    )
+    with pytest.raises(StageError) as info:
+        _raise_for(done(255, stderr=err), "train@lstm")
+    assert not info.value.transient
