@@ -191,26 +191,27 @@ def training_flow(
             )
         )
     else:
-        changed = pipeline.changed_stages(root, env)
-        if not changed:
-            logger.info(
-                "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
-            )
-            summary.update(noop=True, stages={})
-        else:
-            logger.info("changed: %s", ", ".join(changed))
-            tracking.ensure_store(uri)  # create the store once, before any parallel work
-            stage_task = dvc_stage.with_options(**policy)
-            summary["stages"] = {}
-            for stage in pipeline.stage_order(root):
-                result = stage_task(str(root), stage, env)
-                summary["stages"][stage] = result["ran"]
-            promotion = root / "reports" / "promotion.json"
-            if promotion.exists() and summary["stages"].get("promote"):
-                summary["promotion"] = read_json(promotion)
-            comparison = root / "reports" / "comparison.html"
-            if comparison.exists():
-                summary["comparison"] = str(comparison)
+        with pipeline.workspace_lock(root):
+            changed = pipeline.changed_stages(root, env)
+            if not changed:
+                logger.info(
+                    "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
+                )
+                summary.update(noop=True, stages={})
+            else:
+                logger.info("changed: %s", ", ".join(changed))
+                tracking.ensure_store(uri)  # create the store once, before any parallel work
+                stage_task = dvc_stage.with_options(**policy)
+                summary["stages"] = {}
+                for stage in pipeline.stage_order(root):
+                    result = stage_task(str(root), stage, env)
+                    summary["stages"][stage] = result["ran"]
+                promotion = root / "reports" / "promotion.json"
+                if promotion.exists() and summary["stages"].get("promote"):
+                    summary["promotion"] = read_json(promotion)
+                comparison = root / "reports" / "comparison.html"
+                if comparison.exists():
+                    summary["comparison"] = str(comparison)
     if push:
         dvc_push.with_options(**policy)(str(root), env)
         summary["pushed"] = True

@@ -91,35 +91,3 @@ def test_plots_overlay_every_model():
     for plot in dvc_yaml["plots"]:
         (spec,) = plot.values()
         assert set(spec["y"]) == {f"models/{name}/history.csv" for name in params["models"]}
-
-
-def test_a_busy_repository_fails_fast(tiny_project):
-    import subprocess
-    import time
-
-    from conftest import set_params
-    from rnnops.pipeline import RepositoryBusyError, run_stage
-
-    project, env = tiny_project
-    set_params(project, {"models.lstm.epochs": 500, "models.lstm.early_stopping_patience": 0})
-    holder = subprocess.Popen(
-        [DVC, "repro", "train@lstm"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while not (project / "data/processed/train.npz").exists() and time.time() < deadline:
-            time.sleep(0.5)
-        time.sleep(2)
-        assert holder.poll() is None, holder.stdout.read()
-        start = time.perf_counter()
-        with pytest.raises(RepositoryBusyError, match="busy"):
-            run_stage(project, "ingest", env, timeout=60)
-        assert time.perf_counter() - start < 30
-    finally:
-        holder.terminate()
-        holder.wait(timeout=60)

@@ -153,6 +153,24 @@ def test_failing_stage_fails_the_flow_and_stops_later_stages(prefect_harness, fl
     assert runs["preprocess"].run_count == 1
 
 
+def test_overlapping_workspace_runs_fail_fast(prefect_harness, flow_project):
+    from flows.training import training_flow
+
+    from unit.test_pipeline import hold_workspace
+
+    project, _ = flow_project
+    holder = hold_workspace(project)
+    try:
+        start = time.time()
+        state = training_flow(project_dir=str(project), return_state=True)
+        assert state.is_failed() and "busy" in state.message
+        assert time.time() - start < 60
+        assert task_states(state.state_details.flow_run_id) == {}
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_concurrent_experiments_leave_the_workspace_untouched(prefect_harness, flow_project):
     from flows.training import training_flow
 

@@ -48,3 +48,41 @@ def test_terminated_stage_is_not_retried():
     with pytest.raises(StageError) as info:
         _raise_for(done(255, stderr=err), "train@lstm")
     assert not info.value.transient
+
+
+HOLD = (
+    "import sys, time\n"
+    "from rnnops.pipeline import workspace_lock\n"
+    "with workspace_lock(sys.argv[1]):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def hold_workspace(root):
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_workspace_lock_fails_fast_while_another_process_holds_it(tmp_path):
+    import time
+
+    from rnnops.pipeline import workspace_lock
+
+    holder = hold_workspace(tmp_path)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(RepositoryBusyError, match="busy") as info, workspace_lock(tmp_path):
+            pass
+        assert time.perf_counter() - start < 2
+        assert f"pid {holder.pid}" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with workspace_lock(tmp_path):  # free again once the holder is gone
+        pass
