@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install run repro serve-flows bench test test-unit test-integration test-e2e lint format metrics plots ui clean
+.PHONY: help install run repro serve-flows bench test test-unit test-integration test-behavioural test-e2e lint format metrics plots ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,15 +39,21 @@ serve-flows: install ## serve the nightly-retrain and batch-score deployments (f
 bench: install ## benchmark the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
-test: install ## run every test: unit, integration (real DVC) and e2e (real corpus)
+test: install ## run every test: unit, integration (real DVC), behavioural and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m ""
 
 test-unit: install ## unit tests only (seconds)
 	$(BIN)/pytest -q tests/unit
 
 test-integration: install ## integration tests only (real DVC on a tiny generated corpus)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/integration
+
+test-behavioural: install ## behavioural tests on a champion trained on a generated corpus (opt-in marker)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m behavioural
+
+test-reliability: install ## faults, bad input and load (tests/reliability; writes bench/results/reliability_load.json)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -s tests/reliability
 
 test-e2e: install ## end-to-end tests on the real corpus
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/e2e

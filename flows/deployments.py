@@ -26,6 +26,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 RETRAIN_CRON = os.environ.get("RNNOPS_RETRAIN_CRON", "0 2 * * *")  # 02:00 UTC
 BATCH_INTERVAL_MINUTES = float(os.environ.get("RNNOPS_BATCH_INTERVAL_MINUTES", "60"))
+MAX_LATENESS_MINUTES = float(os.environ.get("RNNOPS_MAX_LATENESS_MINUTES", "360"))
 
 
 def build_deployments(
@@ -40,7 +41,13 @@ def build_deployments(
     retrain = training_flow.to_deployment(
         name="nightly-retrain",
         cron=retrain_cron,
-        parameters={"project_dir": str(root), "push": True},
+        # Late-run policy: a nightly run that starts more than MAX_LATENESS_MINUTES late
+        # (nothing served it on time) skips itself; the next night's run does the work.
+        parameters={
+            "project_dir": str(root),
+            "push": True,
+            "max_lateness_minutes": MAX_LATENESS_MINUTES,
+        },
         # One retraining at a time: a run that would overlap waits its turn.
         concurrency_limit=ConcurrencyLimitConfig(
             limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE

@@ -9,6 +9,7 @@ different overrides can run at once without touching the workspace.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect.runtime import task_run as runtime_task_run
 from prefect.tasks import exponential_backoff
 
 from rnnops import pipeline, tracking
@@ -43,11 +45,39 @@ def _log_output(output: str, limit: int = 60) -> None:
         logger.info(line)
 
 
+def lateness_seconds(scheduled: datetime | None, now: datetime | None = None) -> float:
+    """How late a run starts relative to its scheduled time (0 when unscheduled or early)."""
+    if scheduled is None:
+        return 0.0
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (now - scheduled).total_seconds())
+
+
+def too_late(lateness: float, max_lateness_minutes: float | None) -> bool:
+    """The Late-run policy: a run later than ``max_lateness_minutes`` is skipped."""
+    return max_lateness_minutes is not None and lateness > max_lateness_minutes * 60
+
+
+def _reap_dead_runs(uri: str) -> None:
+    """Runs left RUNNING by a killed process (SIGKILL) are marked KILLED before new work."""
+    for item in tracking.doctor(uri):
+        get_run_logger().warning(
+            "MLflow run %s (%s) marked KILLED: %s", item["run_id"], item["name"], item["reason"]
+        )
+
+
+def _execution_env(env: dict[str, str]) -> dict[str, str]:
+    """The task run's id: the same on every retry, so a retried stage reuses its MLflow run."""
+    if runtime_task_run.id:
+        return {**env, tracking.EXECUTION_ENV: str(runtime_task_run.id)}
+    return env
+
+
 @task(name="dvc-stage", task_run_name="{stage}", persist_result=False)
 def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = pipeline.run_stage(root, stage, env)
+        result = pipeline.run_stage(root, stage, _execution_env(env))
     except pipeline.StageError as exc:
         _log_output(exc.output)
         logger.error(str(exc))
@@ -65,7 +95,7 @@ def dvc_experiment(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(root, overrides, env, name=name)
+        result = pipeline.run_experiment(root, overrides, _execution_env(env), name=name)
     except pipeline.StageError as exc:
         _log_output(exc.output)
         logger.error(str(exc))
@@ -79,6 +109,16 @@ def dvc_experiment(
         "stages": dict.fromkeys(result.stages_run, True),
         "seconds": round(result.seconds, 2),
     }
+
+
+@task(name="dvc-pull", persist_result=False)
+def dvc_pull(root: str, env: dict[str, str]) -> None:
+    logger = get_run_logger()
+    try:
+        _log_output(pipeline.pull(root, env), limit=20)
+    except pipeline.StageError as exc:
+        logger.error(str(exc))
+        raise
 
 
 @task(name="dvc-push", persist_result=False)
@@ -156,14 +196,31 @@ def training_flow(
     retries: int = 2,
     retry_delay_seconds: float = 10.0,
     sweep: dict[str, Any] | None = None,
+    pull: bool = False,
+    max_lateness_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Run the DVC pipeline as Prefect tasks; with ``overrides``, as an isolated DVC experiment.
+
+    ``pull``: ``dvc pull`` first (workspace runs); data that fails its hash check stops the
+    flow before any stage runs.
+
+    ``max_lateness_minutes`` (the Late-run policy of scheduled deployments): a run that
+    starts later than this after its scheduled time, e.g. one left Late while no process
+    served the deployment, does nothing and says so; the next scheduled run does the work.
 
     ``sweep`` (set by ``flows.sweep`` when it dispatches a point to a deployment):
     ``sweep_id``, ``parent_run_id``, ``point`` and ``name`` (the DVC experiment's
     name); the point's promotion is deferred to the sweep.
     """
     logger = get_run_logger()
+    late = lateness_seconds(runtime_flow_run.scheduled_start_time)
+    if too_late(late, max_lateness_minutes):
+        message = (
+            f"skipped: started {late / 60:.1f} min after its scheduled time, over the "
+            f"max_lateness_minutes={max_lateness_minutes} policy; the next scheduled run retrains"
+        )
+        logger.warning(message)
+        return {"skipped": message}
     root = Path(project_dir or os.getcwd()).resolve()
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
@@ -185,6 +242,7 @@ def training_flow(
     }
     if overrides or sweep:
         tracking.ensure_store(uri)  # create the store once, before any parallel work
+        _reap_dead_runs(uri)
         summary.update(
             dvc_experiment.with_options(**policy)(
                 str(root), dict(overrides or {}), env, (sweep or {}).get("name")
@@ -192,6 +250,10 @@ def training_flow(
         )
     else:
         with pipeline.workspace_lock(root):
+            for message in pipeline.recover_dvc_locks(root):
+                logger.warning(message)
+            if pull:
+                dvc_pull.with_options(**policy)(str(root), env)
             changed = pipeline.changed_stages(root, env)
             if not changed:
                 logger.info(
@@ -201,6 +263,7 @@ def training_flow(
             else:
                 logger.info("changed: %s", ", ".join(changed))
                 tracking.ensure_store(uri)  # create the store once, before any parallel work
+                _reap_dead_runs(uri)
                 stage_task = dvc_stage.with_options(**policy)
                 summary["stages"] = {}
                 for stage in pipeline.stage_order(root):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -136,12 +138,47 @@ def prefect_harness():
         yield
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(base / "server.log", "w")  # noqa: SIM115 - stays open for the server's lifetime
-    proc = subprocess.Popen(
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def start(cmd, env, log_path, cwd=PROJECT_ROOT):
+    """A background process in its own session (so :func:`stop` ends its children too)."""
+    log = open(log_path, "w")  # noqa: SIM115 - open for the process's lifetime
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(proc, timeout: float = 30):
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A copy of a project (git, DVC cache and local remote included) to change freely."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def start_mlflow_server(base: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` on 127.0.0.1 with a SQLite backend under ``base``; waits until healthy."""
+    base.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = start(
         [
             str(BIN_DIR / "mlflow"),
             "server",
@@ -156,28 +193,168 @@ def mlflow_server(tmp_path_factory):
             "--workers",
             "1",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        start_new_session=True,
+        {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        base / "server.log",
+        cwd=base,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
+
+    def healthy():
+        if proc.poll() is not None:
+            pytest.fail("mlflow server exited:\n" + (base / "server.log").read_text())
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
+                return resp.status == 200
         except OSError:
-            time.sleep(0.5)
-        assert proc.poll() is None, (base / "server.log").read_text()
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not become healthy:\n" + (base / "server.log").read_text())
-    yield url
-    os.killpg(proc.pid, 15)
+            return False
+
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-    log.close()
+        wait_for(healthy, 120, "mlflow server health", interval=0.5)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    proc, url = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server` on 127.0.0.1 for the session: (api url, env, base dir)."""
+    base = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(base / "home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "5",
+        "PREFECT_API_URL": url,
+    }
+    proc = start(
+        [
+            str(BIN_DIR / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-ui",
+        ],
+        env,
+        base / "server.log",
+    )
+
+    def healthy():
+        assert proc.poll() is None, (base / "server.log").read_text()
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 120, "prefect server health")
+        yield url, env, base
+    finally:
+        stop(proc)
+
+
+# --------------------------------------------------------------------------- shared projects
+
+_champion: dict = {}
+
+
+def tiny_champion(tmp_path_factory, nltk_data: Path) -> tuple[Path, dict, str]:
+    """One `dvc repro` (LSTM only) per test session, with a champion in a SQLite store."""
+    if not _champion:
+        base = tmp_path_factory.mktemp("champion")
+        params = tiny_params()
+        params["models"] = {"lstm": params["models"]["lstm"]}
+        project, env = make_project(base / "project", nltk_data, params)
+        uri = f"sqlite:///{base / 'mlflow.db'}"
+        env["MLFLOW_TRACKING_URI"] = uri
+        env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+        run([str(BIN_DIR / "dvc"), "repro"], project, env)
+        _champion.update(project=project, env=env, uri=uri)
+    return _champion["project"], _champion["env"], _champion["uri"]
+
+
+@pytest.fixture(scope="session")
+def tracked(tmp_path_factory, tiny_nltk_data):
+    """The whole tiny pipeline (rnn and lstm) reproduced once into a SQLite store."""
+    import mlflow
+
+    base = tmp_path_factory.mktemp("tracked")
+    project, env = make_project(base / "project", tiny_nltk_data)
+    uri = f"sqlite:///{base / 'mlflow.db'}"
+    env["MLFLOW_TRACKING_URI"] = uri
+    run([str(BIN_DIR / "dvc"), "repro"], project, env)
+    mlflow.set_tracking_uri(uri)
+    return project, env, mlflow.MlflowClient(uri)
+
+
+SERVE_MAX_BODY_BYTES = 20_000
+SERVE_MAX_DOCUMENTS = 8
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory, tiny_nltk_data):
+    """(project, env, client, champion version, in-process pyfunc) of the tiny champion."""
+    import mlflow
+
+    project, env, uri = tiny_champion(tmp_path_factory, tiny_nltk_data)
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version_by_alias("reuters-topics", "champion").version
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/reuters-topics/{version}")
+    return project, env, client, str(version), pyfunc
+
+
+@pytest.fixture(scope="session")
+def server(champion, tmp_path_factory):
+    """`rnnops serve` of the tiny champion on 127.0.0.1, as an httpx client, for the session."""
+    import httpx
+
+    project, env, _, _, _ = champion
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    proc = start(
+        [
+            str(BIN_DIR / "rnnops"),
+            "serve",
+            "--port",
+            str(port),
+            "--max-body-bytes",
+            str(SERVE_MAX_BODY_BYTES),
+            "--max-documents",
+            str(SERVE_MAX_DOCUMENTS),
+        ],
+        env,
+        log_path,
+        cwd=project,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, 120, "rnnops serve health", interval=0.5)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            client.log_path = log_path
+            yield client
+    finally:
+        stop(proc)

@@ -98,7 +98,9 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
     tracking, tags, data_hash = _start_tracking(params, args.data)
     tags.update({"rnnops.model": args.model, "rnnops.kind": cfg.kind, "rnnops.stage": "train"})
     data_dir, out = Path(args.data), Path(args.out)
-    with tracking.stage_run(run_name=args.model, tags=tags) as run:
+    with tracking.stage_run(
+        run_name=args.model, tags=tags, execution=tracking.execution_key(f"train@{args.model}")
+    ) as run:
         tracking.log_params(
             {
                 "model.name": args.model,
@@ -165,7 +167,10 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
     )
     with (
         tracking.stage_run(
-            run_id=train_info.get("mlflow_run_id"), run_name=args.model, tags=tags
+            run_id=train_info.get("mlflow_run_id"),
+            run_name=args.model,
+            tags=tags,
+            execution=tracking.execution_key(f"evaluate@{args.model}"),
         ) as run,
         remove_on_failure(args.metrics, args.plots, args.report),
     ):
@@ -336,6 +341,20 @@ def cmd_serve(args: argparse.Namespace, params: Params) -> None:
     serve(cfg, access_log=args.access_log)
 
 
+def cmd_doctor(args: argparse.Namespace, params: Params) -> None:
+    from rnnops import tracking
+
+    uri = tracking.resolve_tracking_uri(params.tracking.uri)
+    reaped = tracking.doctor(uri, dry_run=args.dry_run)
+    verb = "would mark" if args.dry_run else "marked"
+    for item in reaped:
+        print(f"{verb} run {item['run_id']} ({item['name']}) KILLED: {item['reason']}")
+    print(
+        f"doctor: {len(reaped)} run(s) left RUNNING by a dead process at {uri}"
+        + ("" if reaped else "; nothing to do")
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnops",
@@ -484,6 +503,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "doctor",
+        help="mark KILLED the MLflow runs left RUNNING by a dead process",
+        description="Find MLflow runs still RUNNING whose process on this host no longer "
+        "exists (killed with SIGKILL, or the machine went down) and mark them KILLED. "
+        "Runs of other hosts and of live processes are left alone. The training flow "
+        "does the same before it runs any stage.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

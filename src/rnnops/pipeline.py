@@ -50,6 +50,18 @@ class RepositoryBusyError(StageError):
     transient = False  # type: ignore[assignment]
 
 
+class CorruptLockError(StageError):
+    """DVC's lock file is unreadable (a dvc process was killed while writing it)."""
+
+    transient = False  # type: ignore[assignment]
+
+
+class DataIntegrityError(StageError):
+    """Data from the DVC remote is missing or failed its hash check: never trained on."""
+
+    transient = False  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class StageResult:
     stage: str
@@ -131,10 +143,44 @@ def changed_stages(root: str | Path, env: dict | None = None) -> list[str]:
     return sorted(name.split(":")[-1] for name in status)
 
 
+RWLOCK = Path(".dvc") / "tmp" / "rwlock"
+
+
+def recover_dvc_locks(root: str | Path) -> list[str]:
+    """Make DVC usable again after a ``kill -9``; return what was done, for the log.
+
+    DVC itself drops entries of dead processes from ``.dvc/tmp/rwlock`` (with a warning),
+    but a lock file left unreadable (killed mid-write) stops every later ``dvc`` command.
+    Call this only while holding :func:`workspace_lock`, so no pipeline run is using it.
+    """
+    path = Path(root) / RWLOCK
+    if not path.exists():
+        return []
+    try:
+        json.loads(path.read_text() or "{}")
+        return []
+    except (ValueError, UnicodeDecodeError):
+        aside = path.with_name(f"rwlock.corrupt-{int(time.time())}")
+        os.replace(path, aside)
+        return [
+            f"DVC's lock file {path} was unreadable (a dvc process killed while writing it); "
+            f"moved aside to {aside.name} so the pipeline can run"
+        ]
+
+
 def _raise_for(proc: subprocess.CompletedProcess, stage: str) -> None:
     if proc.returncode == 0:
         return
     output = (proc.stdout or "") + (proc.stderr or "")
+    if "Unable to read RWLock-file" in output:
+        raise CorruptLockError(
+            f"DVC's lock file .dvc/tmp/rwlock is corrupt (a dvc process was killed while "
+            f"writing it); stage {stage} not run. When no dvc command is running, remove it "
+            "(rm .dvc/tmp/rwlock); the training flow does this itself.",
+            stage,
+            proc.returncode,
+            output,
+        )
     if any(marker in output for marker in _BUSY):
         raise RepositoryBusyError(
             f"the DVC repository is busy (another dvc process holds its lock); stage {stage} not run. "
@@ -207,6 +253,42 @@ def run_experiment(
         output,
         re.findall(r"Running stage '([^']+)'", output),
     )
+
+
+_MISSING = re.compile(r"^(?:md5: )?([0-9a-f]{32})\s*$", re.M)
+
+
+def pull(root: str | Path, env: dict | None = None) -> str:
+    """``dvc pull`` with the remote's ``verify`` on: an object that fails its hash is refused.
+
+    DVC reports a corrupted object as missing; either way nothing unverified is checked
+    out, and this raises :class:`DataIntegrityError` naming the outputs concerned.
+    """
+    proc = subprocess.run(
+        [dvc_bin(), "pull"],
+        cwd=root,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    output = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0 and (
+        "Checkout failed" in output or "do not exist" in output or "missing" in output.lower()
+    ):
+        targets = output.split("Checkout failed for following targets:")[-1].split("Is your")[0]
+        paths = [line.strip() for line in targets.splitlines() if line.strip()]
+        raise DataIntegrityError(
+            "dvc pull refused data from the remote: objects missing or failing their hash "
+            f"check (remote verify is on): {', '.join(paths) or 'see the output'}; hashes "
+            f"{', '.join(_MISSING.findall(output)) or 'unknown'}. Nothing was trained on it; "
+            "push intact data to the remote (or recompute it with dvc repro) and rerun.",
+            "pull",
+            proc.returncode,
+            output,
+        )
+    _raise_for(proc, "pull")
+    return output
 
 
 def push(root: str | Path, env: dict | None = None) -> str:

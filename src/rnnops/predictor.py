@@ -15,9 +15,25 @@ import pandas as pd
 
 from rnnops.evaluate import Decision
 from rnnops.io import read_json
-from rnnops.text import TextSettings, texts_to_ids, vocab_index
+from rnnops.text import TextSettings, texts_to_ids, tokenize, vocab_index
 
 OUTPUT_COLUMNS = ("topics", "scores", "top_topic", "top_score")
+
+
+def bounded_text(text: str, settings: TextSettings) -> str:
+    """The part of ``text`` that holds the tokens encoding keeps (``max_len`` of them).
+
+    A document far longer than ``max_len`` is not tokenized whole: memory and time stay
+    bounded by ``max_len``, not by the document. The part grows until it holds more
+    tokens than are kept, so a token cut at its edge is never among them.
+    """
+    span = max(settings.max_len, 1) * 16
+    while span < len(text):
+        part = text[:span] if settings.truncating == "post" else text[-span:]
+        if len(tokenize(part, settings.tokenizer, settings.lowercase)) > settings.max_len + 1:
+            return part
+        span *= 4
+    return text
 
 
 @dataclass
@@ -50,7 +66,8 @@ class TopicPredictor:
         )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return texts_to_ids(list(texts), self._index, self.settings)
+        bounded = [bounded_text(t, self.settings) for t in texts]
+        return texts_to_ids(bounded, self._index, self.settings)
 
     def scores(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         if len(texts) == 0:

@@ -112,7 +112,7 @@ def _positions(indices: Sequence[int], limit: int = 5) -> str:
 
 
 def parse_documents(body: bytes, max_documents: int) -> list[str]:
-    """The documents of a ``/predict`` body, or a :class:`RequestError` (400, 413 or 422).
+    """The documents of a ``/predict`` body, or a :class:`RequestError` (400 or 413).
 
     The body is a JSON object with one field, ``text``: a string (one document) or an
     array of strings (several). Messages name positions and types, never the input.
@@ -134,20 +134,20 @@ def parse_documents(body: bytes, max_documents: int) -> list[str]:
         raise RequestError(400, "the request body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise RequestError(
-            422, f"the body must be a JSON object such as {EXAMPLE}, not {_json_type(payload)}"
+            400, f"the body must be a JSON object such as {EXAMPLE}, not {_json_type(payload)}"
         )
     if "text" not in payload:
-        raise RequestError(422, f'the body has no "text" field; send {EXAMPLE}')
+        raise RequestError(400, f'the body has no "text" field; send {EXAMPLE}')
     if len(payload) > 1:
         raise RequestError(
-            422, f'the body has {len(payload) - 1} field(s) besides "text"; only "text" is accepted'
+            400, f'the body has {len(payload) - 1} field(s) besides "text"; only "text" is accepted'
         )
     text = payload["text"]
     if isinstance(text, str):
         documents = [text]
     elif isinstance(text, list):
         if not text:
-            raise RequestError(422, '"text" is an empty array; send at least one document')
+            raise RequestError(400, '"text" is an empty array; send at least one document')
         if len(text) > max_documents:
             raise RequestError(
                 413,
@@ -157,19 +157,19 @@ def parse_documents(body: bytes, max_documents: int) -> list[str]:
         bad = [i for i, item in enumerate(text) if not isinstance(item, str)]
         if bad:
             raise RequestError(
-                422,
+                400,
                 f'"text" must be an array of strings; item {bad[0]} is {_json_type(text[bad[0]])}'
                 + (f" (items {_positions(bad)} are not strings)" if len(bad) > 1 else ""),
             )
         documents = text
     else:
         raise RequestError(
-            422, f'"text" must be a string or an array of strings, not {_json_type(text)}'
+            400, f'"text" must be a string or an array of strings, not {_json_type(text)}'
         )
     empty = [i for i, doc in enumerate(documents) if not doc.strip()]
     if empty:
         raise RequestError(
-            422,
+            400,
             f"document {_positions(empty)} is empty or only whitespace"
             if len(empty) == 1
             else f"documents {_positions(empty)} are empty or only whitespace",
@@ -270,6 +270,11 @@ def describe_load_failure(uri: str, exc: BaseException) -> str:
     ):
         return (
             f"refused {uri}: its model file is truncated or corrupt (not a readable .keras archive)"
+        )
+    if isinstance(exc, ModuleNotFoundError):
+        return (
+            f"refused {uri}: its MLmodel names a loader module that is not installed here "
+            f"({exc.name or text}); only models logged by rnnops (or installed flavors) load"
         )
     if "safe_mode=False" in text or "enable_unsafe_deserialization" in text:
         return (
@@ -417,7 +422,7 @@ def create_app(holder: ModelHolder, max_body_bytes: int, max_documents: int):
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return error(422, "invalid request")  # FastAPI's own detail would echo the input
+        return error(400, "invalid request")  # FastAPI's own detail would echo the input
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -467,9 +472,41 @@ def create_app(holder: ModelHolder, max_body_bytes: int, max_documents: int):
     return app
 
 
+MAX_LOG_CHARS = 2000
+
+
+class BoundedLogFilter(logging.Filter):
+    """Cut every log record to ``MAX_LOG_CHARS`` (tracebacks included): a huge or hostile
+    request cannot flood the log through an error message."""
+
+    def __init__(self, limit: int = MAX_LOG_CHARS) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and len(record.exc_text) > self.limit:
+            record.exc_text = record.exc_text[-self.limit :]
+        if len(message) > self.limit:
+            record.msg, record.args = message[: self.limit] + " …[truncated]", None
+        return True
+
+
+def bound_log_lines(limit: int = MAX_LOG_CHARS) -> None:
+    """Install :class:`BoundedLogFilter` on the root and uvicorn handlers."""
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, BoundedLogFilter) for f in handler.filters):
+                handler.addFilter(BoundedLogFilter(limit))
+
+
 def serve(cfg: ServingConfig, access_log: bool = False) -> None:
     """Load the model (fail fast when it cannot be), then answer on ``cfg.host:cfg.port``."""
     import uvicorn
+
+    bound_log_lines()
 
     holder = ModelHolder(cfg.registered_model, cfg.alias)
     served, _ = holder.reload()
@@ -481,6 +518,11 @@ def serve(cfg: ServingConfig, access_log: bool = False) -> None:
         cfg.port,
     )
     app = create_app(holder, cfg.max_body_bytes, cfg.max_documents)
+
+    @app.on_event("startup")
+    async def _bound_uvicorn_logs() -> None:  # uvicorn configures its handlers at start
+        bound_log_lines()
+
     # One process: the model is loaded once; requests share it under a lock.
     uvicorn.run(
         app,

@@ -89,6 +89,24 @@ def file_lock(path: Path, timeout: float = 600.0) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) let one call to a
+# stopped server hang for minutes; these bound it to well under a minute. A value the user
+# sets in the environment wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def bounded_http_defaults() -> None:
+    """Bound MLflow's HTTP retries and timeouts unless the user configured them."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def ensure_store(uri: str) -> None:
     """Create the tracking store once, before any parallel use.
 
@@ -109,9 +127,7 @@ def configure(uri_param: str | None, experiment: str) -> str:
     import mlflow
 
     uri = resolve_tracking_uri(uri_param)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bounded_http_defaults()
     ensure_store(uri)
     mlflow.set_tracking_uri(uri)
     if _sqlite_path(uri) is not None and not os.environ.get("MLFLOW_ARTIFACT_ROOT"):
@@ -181,14 +197,77 @@ def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, st
 # --------------------------------------------------------------------------- runs
 
 
+# --------------------------------------------------------------------------- process identity
+
+PID_TAG, HOST_TAG, STARTED_TAG = "rnnops.pid", "rnnops.host", "rnnops.pid_started"
+EXECUTION_TAG = "rnnops.stage_execution"
+# Set by the training flow for each stage task: the Prefect task run id, which stays the
+# same across the task's retries, so a retried stage reuses its MLflow run.
+EXECUTION_ENV = "RNNOPS_STAGE_EXECUTION"
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started (seconds since the epoch, rounded), or None if it is gone.
+
+    A pid alone can be reused by an unrelated process; the pair (pid, start time) cannot.
+    """
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """Tags that tell whether the process running a run is still alive."""
+    pid = pid or os.getpid()
+    return {
+        PID_TAG: str(pid),
+        HOST_TAG: platform.node(),
+        STARTED_TAG: process_started(pid) or "unknown",
+    }
+
+
+def execution_key(stage: str) -> str | None:
+    """This stage execution's key when a flow runs it (stable across retries), else None."""
+    execution = os.environ.get(EXECUTION_ENV)
+    return f"{execution}/{stage}" if execution else None
+
+
+def _run_of_execution(key: str) -> str | None:
+    import mlflow
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient()
+    exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    if not exp_ids:
+        return None
+    found = client.search_runs(exp_ids, f"tags.`{EXECUTION_TAG}` = '{key}'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
 @contextlib.contextmanager
 def stage_run(
-    run_id: str | None = None, run_name: str | None = None, tags: Mapping[str, str] | None = None
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    execution: str | None = None,
 ) -> Iterator[Any]:
-    """Start (or resume) a run; end it FINISHED, FAILED, or KILLED — never left RUNNING."""
+    """Start (or resume) a run; end it FINISHED, FAILED, or KILLED — never left RUNNING.
+
+    ``execution`` (see :func:`execution_key`) names one stage execution: a retry of the
+    same execution resumes the run its first attempt created instead of adding a second.
+    The run records the process that runs it (:func:`process_tags`) so that
+    :func:`reap_dead_runs` can tell a run whose process died from one still running.
+    """
     import mlflow
 
     run = None
+    if not run_id and execution:
+        run_id = _run_of_execution(execution)
+        if run_id:
+            log.info("resuming MLflow run %s of stage execution %s", run_id, execution)
     if run_id:
         try:
             mlflow.MlflowClient().get_run(run_id)
@@ -196,7 +275,12 @@ def stage_run(
         except mlflow.exceptions.MlflowException:
             log.warning("MLflow run %s not found in this store; starting a new run", run_id)
     if run is None:
-        run = mlflow.start_run(run_name=run_name)
+        first = process_tags()
+        if execution:
+            first[EXECUTION_TAG] = execution
+        run = mlflow.start_run(run_name=run_name, tags=first)
+    else:
+        mlflow.set_tags(process_tags())
     if tags:
         mlflow.set_tags(dict(tags))
     try:
@@ -503,7 +587,9 @@ def start_parent_run(
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
-    run = client.create_run(exp.experiment_id, run_name=run_name, tags=dict(tags))
+    run = client.create_run(
+        exp.experiment_id, run_name=run_name, tags={**process_tags(), **dict(tags)}
+    )
     for key, value in params.items():
         client.log_param(run.info.run_id, key, str(value)[:6000])
     return run.info.run_id
@@ -619,9 +705,7 @@ def use_tracking_uri(configured: str | None) -> str:
     import mlflow
 
     uri = resolve_tracking_uri(configured)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bounded_http_defaults()
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -667,3 +751,61 @@ def resolve_model_version(model_uri: str) -> dict[str, str | None]:
         "run_id": mv.run_id,
         "uri": f"models:/{mv.name}/{mv.version}",
     }
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _dead_reason(tags: Mapping[str, str], host: str) -> str | None:
+    """Why a RUNNING run's process is known to be gone, or None when it may still run."""
+    if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
+        return None  # another machine's run, or one that did not record its process
+    pid = int(tags[PID_TAG])
+    started = process_started(pid)
+    if started is None:
+        return f"its process {pid} on {host} is gone"
+    recorded = tags.get(STARTED_TAG)
+    if recorded and recorded != "unknown" and abs(float(recorded) - float(started)) > 1.0:
+        return f"its process {pid} on {host} is gone (the pid now belongs to another process)"
+    return None
+
+
+def reap_dead_runs(dry_run: bool = False) -> list[dict[str, str]]:
+    """Mark KILLED the runs left RUNNING by a process of this host that no longer exists.
+
+    A SIGKILL (or a lost machine) leaves nothing to end a run. Only runs that recorded
+    their process (tags ``rnnops.pid``, ``rnnops.host``, ``rnnops.pid_started``) on this
+    host are judged; runs of other hosts and of live processes are left alone.
+    """
+    import mlflow
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient()
+    host = platform.node()
+    exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    reaped = []
+    if not exp_ids:
+        return reaped
+    for run in client.search_runs(exp_ids, "attributes.status = 'RUNNING'", max_results=10000):
+        reason = _dead_reason(run.data.tags, host)
+        if reason is None:
+            continue
+        if not dry_run:
+            client.set_tag(run.info.run_id, "rnnops.doctor", f"marked KILLED: {reason}")
+            client.set_terminated(run.info.run_id, status="KILLED")
+        reaped.append(
+            {"run_id": run.info.run_id, "name": run.info.run_name or "", "reason": reason}
+        )
+    return reaped
+
+
+def doctor(uri: str, dry_run: bool = False) -> list[dict[str, str]]:
+    """:func:`reap_dead_runs` on the store at ``uri`` (nothing to do if it does not exist)."""
+    import mlflow
+
+    db = _sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []
+    bounded_http_defaults()
+    mlflow.set_tracking_uri(uri)
+    return reap_dead_runs(dry_run=dry_run)

@@ -167,7 +167,8 @@ def test_inputs_that_cannot_be_scored_at_all_are_refused(tmp_path, name, content
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory, tiny_nltk_data):
     import mlflow
-    from test_serving import tiny_champion
+
+    from conftest import tiny_champion
 
     project, _, uri = tiny_champion(tmp_path_factory, tiny_nltk_data)
     version = str(mlflow.MlflowClient(uri).get_model_version_by_alias(MODEL, "champion").version)

@@ -1,10 +1,6 @@
 """Tracking, lineage, the text-in model and the promotion gate, on a temporary SQLite store."""
 
 import json
-import signal
-import subprocess
-import threading
-import time
 
 import mlflow
 import numpy as np
@@ -12,23 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN_DIR, make_project, run, tiny_params
+from conftest import BIN_DIR, run
 
 pytestmark = pytest.mark.integration
 
 DVC = str(BIN_DIR / "dvc")
 RNNOPS = str(BIN_DIR / "rnnops")
-
-
-@pytest.fixture(scope="module")
-def tracked(tmp_path_factory, tiny_nltk_data):
-    base = tmp_path_factory.mktemp("tracked")
-    project, env = make_project(base / "project", tiny_nltk_data)
-    uri = f"sqlite:///{base / 'mlflow.db'}"
-    env["MLFLOW_TRACKING_URI"] = uri
-    run([DVC, "repro"], project, env)
-    mlflow.set_tracking_uri(uri)
-    return project, env, mlflow.MlflowClient(uri)
 
 
 def runs_by_model(client) -> dict:
@@ -104,148 +89,6 @@ def test_registered_model_takes_raw_text_and_matches_evaluate(tracked):
         ";".join(sorted(p.split(";"))) for p in expected["predicted"]
     ]
     np.testing.assert_allclose(got["top_score"], expected["score"], atol=1e-5)
-
-
-def test_failing_training_marks_run_failed_and_registers_nothing(tracked, tmp_path):
-    project, env, client = tracked
-    versions_before = len(client.search_model_versions("name='reuters-topics'"))
-    broken = tmp_path / "processed"
-    run(["cp", "-r", str(project / "data/processed"), str(broken)], project, env)
-    labels = json.loads((broken / "labels.json").read_text())
-    labels["labels"] = labels["labels"][:2]  # targets no longer fit the output layer
-    (broken / "labels.json").write_text(json.dumps(labels))
-    proc = run(
-        [RNNOPS, "train", "lstm", "--data", str(broken), "--out", str(tmp_path / "out")],
-        project,
-        env,
-        check=False,
-    )
-    assert proc.returncode == 1 and "error" in proc.stderr
-    assert not (tmp_path / "out" / "model.keras").exists()
-    exp = client.get_experiment_by_name("reuters-topics")
-    failed = client.search_runs([exp.experiment_id], "attributes.status = 'FAILED'")
-    assert len(failed) == 1 and failed[0].data.tags["rnnops.model"] == "lstm"
-    assert len(client.search_model_versions("name='reuters-topics'")) == versions_before
-
-
-def test_sigterm_ends_the_run_killed(tracked, tmp_path):
-    project, env, client = tracked
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            tiny_params({"models.lstm.epochs": 500, "models.lstm.early_stopping_patience": 0})
-        )
-    )
-    proc = subprocess.Popen(
-        [
-            RNNOPS,
-            "--params",
-            str(params),
-            "train",
-            "lstm",
-            "--data",
-            "data/processed",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    exp = client.get_experiment_by_name("reuters-topics")
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
-        if running and client.get_metric_history(running[0].info.run_id, "loss"):
-            break
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("training never started logging epochs")
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
-    status = client.get_run(running[0].info.run_id).info.status
-    assert status == "KILLED"
-    assert not (tmp_path / "out" / "model.keras").exists()
-
-
-def test_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
-    project, env, client = tracked
-    name = "race-model"
-    inputs = {}
-    for label, model, score in (("better", "lstm", 0.9), ("worse", "rnn", 0.2)):
-        d = tmp_path / label
-        (d / "metrics").mkdir(parents=True)
-        (d / "eval").mkdir()
-        metrics = json.loads((project / f"metrics/{model}.json").read_text())
-        metrics["macro_f1"] = score
-        (d / "metrics" / f"{model}.json").write_text(json.dumps(metrics))
-        run(
-            ["cp", "-r", str(project / f"reports/eval/{model}"), str(d / "eval" / model)],
-            project,
-            env,
-        )
-        params = tiny_params({"promotion.registered_model": name})
-        params["models"] = {model: params["models"][model]}
-        (d / "params.yaml").write_text(yaml.safe_dump(params))
-        inputs[label] = d
-
-    def promote(d, results):
-        results[d.name] = run(
-            [
-                RNNOPS,
-                "--params",
-                str(d / "params.yaml"),
-                "promote",
-                "--metrics",
-                str(d / "metrics"),
-                "--evaluations",
-                str(d / "eval"),
-                "--data",
-                "data/processed",
-                "--raw",
-                "data/raw/reuters.parquet",
-                "--out",
-                str(d / "promotion.json"),
-            ],
-            project,
-            env,
-            check=False,
-        )
-
-    results = {}
-    threads = [
-        threading.Thread(target=promote, args=(inputs[k], results)) for k in ("worse", "better")
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert all(r.returncode == 0 for r in results.values()), {
-        k: r.stderr for k, r in results.items()
-    }
-    champion = client.get_model_version_by_alias(name, "champion")
-    assert champion.tags["rnnops.model"] == "lstm"
-    assert float(champion.tags["metric.macro_f1"]) == 0.9
-    challengers = [
-        json.loads((d / "promotion.json").read_text())["decision"] for d in inputs.values()
-    ]
-    assert sorted(challengers) in (["champion", "champion"], ["challenger", "champion"])
-
-
-def test_promotion_to_missing_version_or_reserved_alias_is_refused(tracked):
-    from rnnops import tracking
-
-    _, _, client = tracked
-    before = client.get_registered_model("reuters-topics").aliases
-    with pytest.raises(tracking.TrackingError, match="no version 999"):
-        tracking.set_alias("reuters-topics", "champion", "999")
-    with pytest.raises(tracking.TrackingError, match="reserved"):
-        tracking.set_alias("reuters-topics", "latest", "1")
-    assert client.get_registered_model("reuters-topics").aliases == before
 
 
 def test_promotion_refuses_missing_evaluation(tracked, tmp_path):

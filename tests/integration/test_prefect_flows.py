@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import make_project, run, set_params
+from conftest import make_project, run
 
 pytestmark = pytest.mark.integration
 
@@ -131,44 +131,6 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     assert again.result()["noop"] is True
     assert task_states(again.state_details.flow_run_id) == {}
     assert "nothing changed" in flow_logs(again.state_details.flow_run_id, "nothing changed")
-
-
-def test_failing_stage_fails_the_flow_and_stops_later_stages(prefect_harness, flow_project):
-    from flows.training import training_flow
-
-    project, _ = flow_project
-    # Valid params, but a topic the corpus does not have: preprocess rejects it.
-    set_params(project, {"preprocess.label_set": "list", "preprocess.topics": ["grain", "cocoa"]})
-    state = training_flow(project_dir=str(project), retry_delay_seconds=0.1, return_state=True)
-    assert state.is_failed()
-    flow_run_id = state.state_details.flow_run_id
-    runs = task_runs(flow_run_id, expect=2)
-    assert {n: r.state.type.value for n, r in runs.items()} == {
-        "ingest": "COMPLETED",
-        "preprocess": "FAILED",
-    }
-    logs = flow_logs(flow_run_id, "have no training documents")
-    assert "cocoa" in logs and "have no training documents" in logs
-    # Bad input is not retried: preprocess ran exactly once.
-    assert runs["preprocess"].run_count == 1
-
-
-def test_overlapping_workspace_runs_fail_fast(prefect_harness, flow_project):
-    from flows.training import training_flow
-
-    from unit.test_pipeline import hold_workspace
-
-    project, _ = flow_project
-    holder = hold_workspace(project)
-    try:
-        start = time.time()
-        state = training_flow(project_dir=str(project), return_state=True)
-        assert state.is_failed() and "busy" in state.message
-        assert time.time() - start < 60
-        assert task_states(state.state_details.flow_run_id) == {}
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_concurrent_experiments_leave_the_workspace_untouched(prefect_harness, flow_project):

@@ -1,87 +1,22 @@
 """Deployments against a real `prefect server` on 127.0.0.1: schedules, serve, a process worker."""
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from datetime import UTC, datetime
 
-import mlflow
 import pytest
 
-from conftest import BIN_DIR, PROJECT_ROOT, free_port, make_project, set_params, tiny_params
+from conftest import (
+    BIN_DIR,
+    PROJECT_ROOT,
+    make_project,
+    set_params,
+    start,
+    stop,
+    tiny_params,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def start(cmd, env, log_path, cwd=PROJECT_ROOT):
-    log = open(log_path, "w")  # noqa: SIM115 - open for the process's lifetime
-    return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(base / "home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-        "PREFECT_API_URL": url,
-    }
-    proc = start(
-        [
-            str(BIN_DIR / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-        ],
-        env,
-        base / "server.log",
-    )
-
-    def healthy():
-        assert proc.poll() is None, (base / "server.log").read_text()
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    wait_for(healthy, 120, "prefect server health")
-    yield url, env, base
-    stop(proc)
 
 
 def api_settings(api_url):
@@ -98,64 +33,6 @@ def client_call(api_url, fn):
             return await fn(client)
 
     return asyncio.run(go())
-
-
-def test_served_deployment_schedule_and_run(prefect_server, tmp_path, tiny_nltk_data):
-    api_url, server_env, _ = prefect_server
-    params = tiny_params()
-    params["models"] = {"lstm": params["models"]["lstm"]}
-    project, project_env = make_project(tmp_path / "project", tiny_nltk_data, params)
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {
-        **project_env,
-        **{k: v for k, v in server_env.items() if k.startswith("PREFECT")},
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-    }
-
-    served = start(
-        [
-            sys.executable,
-            "-m",
-            "flows.deployments",
-            "--project-dir",
-            str(project),
-            "--retrain-cron",
-            "0 2 * * *",
-        ],
-        env,
-        tmp_path / "serve.log",
-    )
-    try:
-        deployment = wait_for(
-            lambda: _deployment(api_url, "training/nightly-retrain"),
-            120,
-            "the nightly-retrain deployment",
-        )
-        assert deployment.schedules[0].schedule.cron == "0 2 * * *"
-        assert deployment.global_concurrency_limit.limit == 1
-        upcoming = wait_for(lambda: _scheduled_runs(api_url, deployment.id), 60, "scheduled runs")
-        now = datetime.now(UTC)
-        for flow_run in upcoming:
-            start_at = flow_run.expected_start_time.astimezone(UTC)
-            assert (start_at.hour, start_at.minute) == (2, 0) and start_at > now
-
-        from prefect.deployments import run_deployment
-
-        with api_settings(api_url):
-            flow_run = run_deployment("training/nightly-retrain", timeout=600)
-        assert flow_run.state.is_completed(), (tmp_path / "serve.log").read_text()[-4000:]
-        assert (project / "models/lstm/model.keras").exists() and (project / "dvc.lock").exists()
-
-        client = mlflow.MlflowClient(tracking_uri)
-        exp = client.get_experiment_by_name("reuters-topics")
-        runs = client.search_runs(
-            [exp.experiment_id], f"tags.`prefect.flow_run_id` = '{flow_run.id}'"
-        )
-        assert len(runs) == 1
-        assert runs[0].data.tags["prefect.deployment"] == "nightly-retrain"
-    finally:
-        stop(served)
 
 
 def test_process_worker_picks_up_work_pool_runs(prefect_server, tmp_path, tiny_nltk_data):

@@ -127,7 +127,9 @@ def test_expand_space_grid_and_list():
 
 def test_two_process_workers_share_a_dispatched_sweep(tmp_path, tiny_nltk_data, mlflow_server):
     """Points as flow runs of a training deployment on a work pool, against a real server."""
-    from test_prefect_server import api_settings, start, stop, wait_for
+    from test_prefect_server import api_settings
+
+    from conftest import start, stop, wait_for
 
     params = tiny_params()
     params["models"] = {"lstm": params["models"]["lstm"]}

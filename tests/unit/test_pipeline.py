@@ -67,22 +67,3 @@ def hold_workspace(root):
     )
     assert proc.stdout.readline().strip() == "held"
     return proc
-
-
-def test_workspace_lock_fails_fast_while_another_process_holds_it(tmp_path):
-    import time
-
-    from rnnops.pipeline import workspace_lock
-
-    holder = hold_workspace(tmp_path)
-    try:
-        start = time.perf_counter()
-        with pytest.raises(RepositoryBusyError, match="busy") as info, workspace_lock(tmp_path):
-            pass
-        assert time.perf_counter() - start < 2
-        assert f"pid {holder.pid}" in str(info.value)
-    finally:
-        holder.kill()
-        holder.wait()
-    with workspace_lock(tmp_path):  # free again once the holder is gone
-        pass

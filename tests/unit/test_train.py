@@ -27,15 +27,6 @@ def weights_of(seed):
     return model.get_weights(), history
 
 
-def test_same_seed_same_weights_different_seed_different_weights():
-    a, ha = weights_of(1)
-    b, hb = weights_of(1)
-    c, _ = weights_of(2)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert ha["loss"].tolist() == hb["loss"].tolist()
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
-
-
 def test_history_has_one_row_per_epoch():
     _, history = weights_of(0)
     assert history["epoch"].tolist() == [1, 2]
