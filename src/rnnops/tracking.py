@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -311,11 +312,20 @@ def log_params(params: Mapping[str, Any]) -> None:
     mlflow.log_params(dict(params))
 
 
+# Many runs logging from one process (threads of a flow) would each hold one of the tracking
+# server's database connections; a SQLite-backed server then exhausts its connection pool
+# and answers errors. Per process, at most this many metric calls are in flight at once.
+_METRIC_CALLS = threading.BoundedSemaphore(
+    int(os.environ.get("RNNOPS_MLFLOW_MAX_CONCURRENT_CALLS", "4"))
+)
+
+
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
 
     finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-    mlflow.log_metrics(finite, step=step)
+    with _METRIC_CALLS:
+        mlflow.log_metrics(finite, step=step)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
