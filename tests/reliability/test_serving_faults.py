@@ -186,6 +186,8 @@ def _register_variant(client, version: str, tmp_path: Path, mutate) -> str:
     """A new version of the champion's files, its model directory changed by ``mutate``."""
     import mlflow
 
+    # The registry follows the global tracking URI: point it at the champion's store.
+    mlflow.set_tracking_uri(client.tracking_uri)
     src = Path(
         mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{version}", dst_path=str(tmp_path))
     )
