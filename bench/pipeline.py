@@ -68,6 +68,34 @@ def make_copy(dest: Path, overrides: dict) -> tuple[Path, dict]:
     return dest, env
 
 
+def run_stages(project: Path, env: dict) -> tuple[dict | None, float, dict]:
+    """`dvc repro --single-item` per stage in pipeline order: seconds and peak RSS (MiB).
+
+    The peak is the largest process of the stage (DVC or the stage's command).
+    """
+    stages, peaks, started = {}, {}, time.perf_counter()
+    for stage in stage_order(project):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(BIN / "dvc"), "repro", "--single-item", stage],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stages[stage] = round(time.perf_counter() - start, 1)
+        peaks[stage] = round(usage.ru_maxrss / 1024, 1)
+        print(f"{stage:<20} {stages[stage]:>7.1f} s  peak {peaks[stage]:>7.1f} MiB", flush=True)
+        if proc.returncode:
+            print(output, file=sys.stderr)
+            return None, 0.0, peaks
+    return stages, round(time.perf_counter() - started, 1), peaks
+
+
 def fmt(v) -> str:
     return (
         f"{v:.4f}"
@@ -93,22 +121,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="rnnops-bench-") as tmp:
         project, env = make_copy(Path(tmp) / "project", overrides)
-        stages, total = {}, time.perf_counter()
-        for stage in stage_order(project):
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [str(BIN / "dvc"), "repro", "--single-item", stage],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            stages[stage] = round(time.perf_counter() - start, 1)
-            print(f"{stage:<20} {stages[stage]:>7.1f} s", flush=True)
-            if proc.returncode:
-                print(proc.stdout, proc.stderr, file=sys.stderr)
-                return 1
-        total = round(time.perf_counter() - total, 1)
+        stages, total, _ = run_stages(project, env)
+        if stages is None:
+            return 1
         rows = [json.loads(p.read_text()) for p in sorted((project / "metrics").glob("*.json"))]
         rows.append(tfidf_svm(project / "data/raw/reuters.parquet", project / "data/processed"))
         rows.append(majority_class(project / "data/processed"))

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -111,8 +118,9 @@ class ModelConfig(_Strict):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     pooling: Literal["last", "max"] = "last"
-    # Also feed max-over-time of the embeddings to the classifier (a bag-of-words skip).
-    embedding_skip: bool = False
+    # Also feed max- and/or mean-over-time of the embeddings to the classifier
+    # (a bag-of-words skip beside the recurrent path): [], [max], [mean] or [max, mean].
+    embedding_skip: tuple[Literal["max", "mean"], ...] = ()
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     clipnorm: Annotated[float, Field(gt=0.0)] | None = 1.0
@@ -121,6 +129,24 @@ class ModelConfig(_Strict):
     early_stopping_patience: Annotated[int, Field(ge=0)] = 2
     class_weights: bool = False
     seed: int = 42
+
+    @field_validator("embedding_skip", mode="before")
+    @classmethod
+    def _skip_list(cls, value: Any) -> Any:
+        if value is True:
+            return ("max",)
+        if value is False or value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("embedding_skip")
+    @classmethod
+    def _skip_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a pooling twice: {list(value)}; use [max], [mean] or both")
+        return value
 
 
 class EvaluateConfig(_Strict):

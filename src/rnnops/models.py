@@ -32,6 +32,29 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package="rnnops")
+class MaskedGlobalAveragePooling1D(layers.Layer):
+    """Mean over the real (unpadded) steps; a document with no tokens pools to zeros."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return keras.ops.mean(inputs, axis=1)
+        mask = keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+        total = keras.ops.sum(inputs * mask, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+_SKIP_POOLING = {"max": MaskedGlobalMaxPooling1D, "mean": MaskedGlobalAveragePooling1D}
 _RECURRENT = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
@@ -70,8 +93,8 @@ def build_model(
     if cfg.pooling == "max":
         x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
     if cfg.embedding_skip:
-        skip = MaskedGlobalMaxPooling1D(name="embedding_max")(embedded)
-        x = layers.Concatenate(name="features")([x, skip])
+        skips = [_SKIP_POOLING[p](name=f"embedding_{p}")(embedded) for p in cfg.embedding_skip]
+        x = layers.Concatenate(name="features")([x, *skips])
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     activation = "softmax" if task == "singlelabel" else "sigmoid"

@@ -74,20 +74,20 @@ def _callbacks(cfg: ModelConfig, extra: Sequence) -> list:
     import keras
 
     class FailOnNonFiniteLoss(keras.callbacks.Callback):
-        """Keras' TerminateOnNaN stops fit but returns normally; this fails it."""
+        """Keras' TerminateOnNaN stops fit but returns normally; this fails it.
 
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({loss}) at batch {batch}; lower the learning rate "
-                    "or enable clipnorm in params.yaml"
-                )
+        Checked once per epoch: an epoch's loss is the mean over its batches, so one
+        non-finite batch shows, and no batch-level hook makes Keras wait for every
+        step (which would cost throughput).
+        """
 
         def on_epoch_end(self, epoch, logs=None):
             for key, value in (logs or {}).items():
                 if "loss" in key and not math.isfinite(float(value)):
-                    raise NonFiniteLossError(f"non-finite {key} ({value}) after epoch {epoch + 1}")
+                    raise NonFiniteLossError(
+                        f"non-finite {key} ({value}) after epoch {epoch + 1}; lower the "
+                        "learning rate or enable clipnorm in params.yaml"
+                    )
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

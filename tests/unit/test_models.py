@@ -7,7 +7,8 @@ from rnnops.models import build_model, compile_model
 
 @pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize(
-    "bidirectional, pooling, layers, skip", [(False, "last", 1, False), (True, "max", 2, True)]
+    "bidirectional, pooling, layers, skip",
+    [(False, "last", 1, []), (True, "max", 2, ["max"]), (False, "max", 1, ["max", "mean"])],
 )
 @pytest.mark.parametrize("task, n_labels", [("multilabel", 5), ("singlelabel", 3)])
 def test_output_shapes_for_every_kind(kind, bidirectional, pooling, layers, skip, task, n_labels):
@@ -53,3 +54,38 @@ def test_max_pooling_ignores_padding_and_survives_save(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_embedding_skip_pools_real_tokens_only(tmp_path):
+    import keras
+
+    cfg = ModelConfig(kind="gru", units=4, embedding_dim=3, pooling="max", embedding_skip=["mean"])
+    model = build_model(cfg, vocab_size=20, n_labels=2, max_len=6, task="multilabel")
+    names = [layer.name for layer in model.layers]
+    assert "embedding_mean" in names and "embedding_max" not in names
+    x = np.array([[5, 6, 7, 0, 0, 0]])
+    mean = keras.Model(model.input, model.get_layer("embedding_mean").output)
+    table = model.get_layer("embedding").get_weights()[0]
+    np.testing.assert_allclose(mean.predict(x, verbose=0)[0], table[[5, 6, 7]].mean(0), rtol=1e-5)
+    empty = np.zeros((1, 6), dtype=np.int32)
+    assert np.isfinite(model.predict(empty, verbose=0)).all()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(True, ("max",)), (False, ()), ("mean", ("mean",)), (["max", "mean"], ("max", "mean"))],
+)
+def test_embedding_skip_values(value, expected):
+    assert ModelConfig(kind="lstm", embedding_skip=value).embedding_skip == expected
+
+
+def test_embedding_skip_rejects_unknown_and_repeated_poolings():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="max"):
+        ModelConfig(kind="lstm", embedding_skip=["sum"])
+    with pytest.raises(ValidationError, match="twice"):
+        ModelConfig(kind="lstm", embedding_skip=["max", "max"])

@@ -1,0 +1,72 @@
+"""The behavioural checks themselves: they pass on a well-behaved model and catch a bad one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rnnops import behaviour
+
+LABELS = ["crude", "earn", "grain"]
+KEYWORDS = {"crude": ("oil", "crude", "opec"), "earn": ("profit", "net", "dividend")}
+
+
+class KeywordModel:
+    """Scores topics by keyword counts; ``case_sensitive`` makes it fail on casing."""
+
+    labels = LABELS
+
+    def __init__(self, case_sensitive: bool = False, grain_words=("wheat", "corn", "grain")):
+        self.case_sensitive = case_sensitive
+        self.words = {**KEYWORDS, "grain": tuple(grain_words)}
+
+    def scores(self, texts):
+        rows = []
+        for text in texts:
+            tokens = (text if self.case_sensitive else text.lower()).split()
+            counts = [sum(tokens.count(w) for w in self.words[label]) for label in LABELS]
+            exp = np.exp(np.asarray(counts, dtype=float))
+            rows.append(exp / exp.sum())
+        return np.asarray(rows)
+
+    def predict(self, texts):
+        scores = self.scores(texts)
+        return pd.DataFrame({"top_topic": [LABELS[i] for i in scores.argmax(axis=1)]})
+
+
+TEXTS = [
+    "OPEC OIL OUTPUT\nopec said crude oil output fell. Reuter",
+    "NET PROFIT UP\nnet profit rose and the dividend was raised",
+    "WHEAT CROP\nwheat and corn harvest up\n Reuter",
+]
+
+
+def test_checks_pass_on_a_model_that_behaves():
+    results = behaviour.run_checks(KeywordModel(), TEXTS)
+    assert [r.ok for r in results] == [True] * len(results), [r.summary() for r in results]
+    direction = next(r for r in results if r.kind == "directional")
+    assert direction.cases == 2  # the grain story is left out
+
+
+def test_casing_check_catches_a_case_sensitive_model():
+    results = {r.name: r for r in behaviour.invariance_checks(KeywordModel(True), TEXTS)}
+    assert not results["upper_case"].ok
+    assert results["upper_case"].failures
+    assert results["extra_whitespace"].ok
+
+
+def test_directional_check_catches_a_model_blind_to_the_added_words():
+    blind = KeywordModel(grain_words=("sorghum",))
+    result = behaviour.directional_check(blind, TEXTS[:2], "grain")
+    assert result.passed == 0 and not result.ok
+
+
+def test_minimum_functionality_only_checks_known_topics():
+    result = behaviour.minimum_functionality_check(KeywordModel())
+    assert result.cases == sum(1 for topic, _ in behaviour.HEADLINES if topic in LABELS)
+    assert result.ok, result.failures
+
+
+def test_sign_off_is_removed_or_added():
+    assert behaviour.strip_sign_off("text.\n Reuter\n") == "text."
+    assert behaviour.add_after_headline("HEAD\nbody", ["New."]) == "HEAD\nNew. body"
