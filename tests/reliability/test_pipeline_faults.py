@@ -23,12 +23,15 @@ from conftest import (
     BIN_DIR,
     copy_project,
     make_project,
+    project_env,
     run,
     set_params,
     start,
     tiny_champion,
+    tiny_params,
     wait_for,
 )
+from corpus import write_tiny_reuters
 from integration.test_prefect_flows import flow_logs, task_runs, task_states
 from unit.test_pipeline import hold_workspace
 
@@ -224,6 +227,56 @@ def test_20_changed_corpus_contents_rerun_ingest(project, tiny_nltk_data, tmp_pa
         run([DVC, "status", "--json"], project, {**env, "NLTK_DATA": str(corpus)}).stdout
     )
     assert "ingest" in status
+
+
+# --------------------------------------------------------------------------- 23
+
+
+def _corrupt_bytes(reuters):
+    doc = reuters / "training/3"
+    lines = doc.read_bytes().split(b"\n")
+    lines[1] += " caf\u00e9 \u2019quoted\u2019".encode()  # UTF-8 in an ISO-8859-2 corpus
+    doc.write_bytes(b"\n".join(lines))
+    return "training/3, line 2: byte 0x80 is not text in the corpus encoding (ISO-8859-2)"
+
+
+def _empty_document(reuters):
+    (reuters / "test/50").write_bytes(b"")
+    return "1 document(s) with empty text: test/50"
+
+
+def _line_without_topics(reuters):
+    cats = reuters / "cats.txt"
+    lines = cats.read_text().splitlines()
+    assert lines[4].startswith("training/5 ")
+    lines[4] = "training/5"
+    cats.write_text("\n".join(lines) + "\n")
+    return "cats.txt, line 5: 'training/5' has no topics"
+
+
+def test_23_malformed_corpus_files_fail_naming_file_and_line_nothing_written(tmp_path):
+    """Item 23: non-text bytes, an empty document (empty_texts: error), a label line
+    without topics -> `rnnops ingest` exits 2 naming the file (and line); nothing is written."""
+    params = tiny_params({"ingest.nltk_reuters.empty_texts": "error"})
+    for corrupt in (_corrupt_bytes, _empty_document, _line_without_topics):
+        work = tmp_path / corrupt.__name__.strip("_")
+        nltk_data = write_tiny_reuters(work / "nltk_data")
+        needle = corrupt(nltk_data / "corpora/reuters")
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        out = work / "data/raw/reuters.parquet"
+        proc = run(
+            [str(BIN_DIR / "rnnops"), "ingest", "--out", str(out)],
+            work,
+            project_env(nltk_data),
+            check=False,
+            timeout=120,
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2, output
+        assert needle in output, output
+        assert str(nltk_data / "corpora/reuters") in output, output
+        assert "Traceback" not in output, output
+        assert not out.exists() and not (work / "data").exists()
 
 
 # --------------------------------------------------------------------------- 16, 17 (flows)
