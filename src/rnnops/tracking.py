@@ -272,27 +272,36 @@ def stage_run(
     if run_id:
         try:
             mlflow.MlflowClient().get_run(run_id)
-            run = mlflow.start_run(run_id=run_id)
+            with _WRITE_CALLS:
+                run = mlflow.start_run(run_id=run_id)
         except mlflow.exceptions.MlflowException:
             log.warning("MLflow run %s not found in this store; starting a new run", run_id)
-    if run is None:
-        first = process_tags()
-        if execution:
-            first[EXECUTION_TAG] = execution
-        run = mlflow.start_run(run_name=run_name, tags=first)
-    else:
-        mlflow.set_tags(process_tags())
-    if tags:
-        mlflow.set_tags(dict(tags))
+    with _WRITE_CALLS:
+        if run is None:
+            first = process_tags()
+            if execution:
+                first[EXECUTION_TAG] = execution
+            run = mlflow.start_run(run_name=run_name, tags=first)
+        else:
+            mlflow.set_tags(process_tags())
+        if tags:
+            mlflow.set_tags(dict(tags))
     try:
         yield run
     except (KeyboardInterrupt, Terminated):
-        mlflow.end_run(status="KILLED")
+        _end_run("KILLED")
         raise
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        _end_run("FAILED")
         raise
-    mlflow.end_run(status="FINISHED")
+    _end_run("FINISHED")
+
+
+def _end_run(status: str) -> None:
+    import mlflow
+
+    with _WRITE_CALLS:
+        mlflow.end_run(status=status)
 
 
 def flat_params(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
@@ -309,13 +318,15 @@ def flat_params(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
 def log_params(params: Mapping[str, Any]) -> None:
     import mlflow
 
-    mlflow.log_params(dict(params))
+    with _WRITE_CALLS:
+        mlflow.log_params(dict(params))
 
 
 # Many runs logging from one process (threads of a flow) would each hold one of the tracking
 # server's database connections; a SQLite-backed server then exhausts its connection pool
-# and answers errors. Per process, at most this many metric calls are in flight at once.
-_METRIC_CALLS = threading.BoundedSemaphore(
+# and answers errors. Per process, at most this many calls that write a run (start, tags,
+# params, metrics, end) are in flight at once.
+_WRITE_CALLS = threading.BoundedSemaphore(
     int(os.environ.get("RNNOPS_MLFLOW_MAX_CONCURRENT_CALLS", "4"))
 )
 
@@ -324,7 +335,7 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
 
     finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-    with _METRIC_CALLS:
+    with _WRITE_CALLS:
         mlflow.log_metrics(finite, step=step)
 
 
