@@ -6,6 +6,7 @@ Output columns: ``doc_id, split, title, text, topics`` (``split`` is ``train`` o
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from dataclasses import dataclass
@@ -103,9 +104,10 @@ def decode_document(data: bytes, name: str, encoding: str) -> str:
         if match is None:
             return text
         bad, line = ord(match.group()), _line_of(text, match.start())
+    other = "" if codecs.lookup(encoding).name == "utf-8" else " (such as UTF-8)"
     raise CorpusValidationError(
         f"{name}, line {line}: byte 0x{bad:02X} is not text in the corpus encoding "
-        f"({encoding}); the file is binary or saved in another encoding (such as UTF-8). "
+        f"({encoding}); the file is binary or saved in another encoding{other}. "
         f"Re-save it as {encoding} text, or remove it and its line in cats.txt."
     )
 

@@ -6,6 +6,8 @@ from rnnops.config import IngestConfig, TableSource
 from rnnops.ingest import (
     CorpusNotFoundError,
     CorpusValidationError,
+    decode_document,
+    parse_cats,
     read_nltk_reuters,
     read_table,
     run_ingest,
@@ -135,3 +137,29 @@ def test_missing_corpus_explains_how_to_provide_it(tmp_path, monkeypatch):
     with pytest.raises(CorpusNotFoundError) as info:
         read_nltk_reuters()
     assert "NLTK_DATA" in str(info.value) and "nltk.downloader" in str(info.value)
+
+
+def test_cats_parsing_skips_blank_lines_and_merges_repeated_ids():
+    data = b"training/1 grain wheat\r\n\ntest/2 crude\ntraining/1 corn\n"
+    got = parse_cats(data, "cats.txt", {"training/1", "test/2"})
+    assert got == {"training/1": ["corn", "grain", "wheat"], "test/2": ["crude"]}
+
+
+def test_cats_parsing_reports_every_bad_line():
+    data = b"training/1 grain\ntraining/2\ntest/9 crude\ntest/3 gr\xe4in\n"
+    with pytest.raises(CorpusValidationError) as info:
+        parse_cats(data, "cats.txt", {"training/1", "training/2", "test/3"})
+    message = str(info.value)
+    assert "cats.txt, line 2: 'training/2' has no topics" in message
+    assert "cats.txt, line 3: 'test/9' is not a file of the corpus" in message
+    assert "cats.txt, line 4: byte 0xE4 is not ASCII" in message
+
+
+def test_documents_decode_in_the_corpus_encoding_and_refuse_control_bytes():
+    assert decode_document(b"HEAD\n  caf\xe9 \xfcber\n", "d", "ISO-8859-2") == (
+        "HEAD\n  caf\u00e9 \u00fcber\n"
+    )
+    with pytest.raises(CorpusValidationError, match=r"^d, line 3: byte 0x00 "):
+        decode_document(b"HEAD\n  text\n\x00\x01", "d", "ISO-8859-2")
+    with pytest.raises(CorpusValidationError, match=r"^d, line 1: .*\(utf-8\); .* encoding\. "):
+        decode_document(b"caf\xff", "d", "utf-8")
