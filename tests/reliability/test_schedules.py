@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import mlflow
 import pytest
+import yaml
 from flows.deployments import MAX_LATENESS_MINUTES
 from flows.training import lateness_seconds, too_late
 
-from conftest import make_project, start, stop, tiny_params, wait_for
+from conftest import copy_project, set_params, start, stop, tiny_champion, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +93,18 @@ def test_21_a_late_run_skips_itself(prefect_harness, monkeypatch):
 
 
 def test_21_schedules_produce_runs_and_stopping_serve_pauses_deployments(
-    prefect_server, tmp_path, tiny_nltk_data
+    prefect_server, tmp_path_factory, tmp_path, tiny_nltk_data
 ):
     """Item 21: a served deployment's schedule produces runs; a run completes; stopping the
     `serve` process pauses its deployments (Prefect's behaviour), so nothing is left Late
     for a process that is gone; the nightly run carries the Late-run policy."""
     api_url, server_env, _ = prefect_server
-    params = tiny_params()
-    params["models"] = {"lstm": params["models"]["lstm"]}
-    project, project_env = make_project(tmp_path / "project", tiny_nltk_data, params)
+    # A copy of the session's tiny champion project with a new model size: the run
+    # retrains (train, evaluate, promote) without paying for ingest and preprocess again.
+    src, project_env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
+    project = copy_project(src, tmp_path / "project")
+    set_params(project, {"models.lstm.units": 7})
+    trained_before = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train@lstm"]
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {
         **project_env,
@@ -141,7 +145,10 @@ def test_21_schedules_produce_runs_and_stopping_serve_pauses_deployments(
         with api_settings(api_url):
             flow_run = run_deployment("training/nightly-retrain", timeout=600)
         assert flow_run.state.is_completed(), (tmp_path / "serve.log").read_text()[-4000:]
-        assert (project / "models/lstm/model.keras").exists() and (project / "dvc.lock").exists()
+        assert (project / "models/lstm/model.keras").exists()
+        trained = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train@lstm"]
+        assert trained != trained_before
+        assert trained["params"]["params.yaml"]["models.lstm"]["units"] == 7
 
         client = mlflow.MlflowClient(tracking_uri)
         exp = client.get_experiment_by_name("reuters-topics")
