@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install run repro serve-flows bench test test-unit test-integration test-behavioural test-e2e lint format metrics plots ui clean
+.PHONY: help install run repro serve-flows bench bench-speed bench-quality bench-pipeline test test-unit test-integration test-behavioural test-e2e lint format metrics plots ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -36,7 +36,16 @@ repro: install ## plain `dvc repro` of the pipeline (no Prefect)
 serve-flows: install ## serve the nightly-retrain and batch-score deployments (flow.serve)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.deployments
 
-bench: install ## benchmark the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
+bench: bench-speed bench-quality ## speed and quality benchmarks, then regenerate the README "Results" section
+	$(BIN)/python bench/report.py
+
+bench-speed: install ## default pipeline per stage (time, memory) and train stage vs a bare Keras loop (bench/results/speed.json)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/speed.py
+
+bench-quality: install ## every model on R8, R52 and 90 topics, 3 seeds, beside TF-IDF + SVM (bench/results/quality.{json,png})
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/quality.py
+
+bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
 test: install ## run every test: unit, integration (real DVC), behavioural and e2e (real corpus)

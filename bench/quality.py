@@ -75,6 +75,37 @@ def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> d
     }
 
 
+def ensemble_row(rows: list[dict], evaluate_cfg, data_dir: Path) -> dict:
+    """Average the members' scores (no training); the threshold is tuned on validation."""
+    from rnnops.evaluate import evaluate_scores
+    from rnnops.io import read_json
+    from rnnops.models import load_model
+    from rnnops.preprocess import load_dataset
+
+    info = read_json(data_dir / "labels.json")
+    val, test = load_dataset(data_dir, "val"), load_dataset(data_dir, "test")
+    val_scores, test_scores = [], []
+    for row in rows:
+        model = load_model(Path(row["model_dir"]) / "model.keras")
+        val_scores.append(model.predict(val.x, batch_size=512, verbose=0))
+        test_scores.append(model.predict(test.x, batch_size=512, verbose=0))
+    metrics, *_ = evaluate_scores(
+        np.mean(val_scores, axis=0),
+        val.y,
+        np.mean(test_scores, axis=0),
+        test.y,
+        info["labels"],
+        info["task"],
+        evaluate_cfg,
+    )
+    return {
+        **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
+        "train_seconds": sum(r["train_seconds"] for r in rows),
+        "seconds_per_epoch": None,
+        "epochs": None,
+    }
+
+
 def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
     import pandas as pd
 
@@ -203,6 +234,11 @@ def main() -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)}")
     parser.add_argument("--models", default=None, help="subset of params.yaml models")
     parser.add_argument(
+        "--ensemble",
+        default="srnn,lstm",
+        help="models whose scores are also averaged as one more row ('' for none)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -222,6 +258,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
     models = args.models.split(",") if args.models else list(params.models)
+    members = [m for m in args.ensemble.split(",") if m in models]
+    ensemble = "+".join(members) if len(members) > 1 else None
     missing = set(models) - set(params.models)
     if missing:
         parser.error(f"model(s) {sorted(missing)} not in params.yaml; have {list(params.models)}")
@@ -244,12 +282,14 @@ def main() -> int:
                 print(f"  {base['model']:<18} {HEADLINE[task]}={base[HEADLINE[task]]:.4f}")
             best = None
             for seed in seeds:
+                trained = {}
                 for name in models:
                     cfg = params.models[name].model_copy(update={"seed": seed})
                     work = tmp / task / f"seed{seed}"
                     row = train_and_evaluate(name, cfg, params.evaluate, data_dir, work)
                     row.update(task=task, model=name, seed=seed)
                     runs.append(row)
+                    trained[name] = row
                     print(
                         f"  {name:<8} seed {seed}: {HEADLINE[task]}={row[HEADLINE[task]]:.4f} "
                         f"macro-F1={row['macro_f1']:.4f} {row['epochs']} epochs "
@@ -259,6 +299,15 @@ def main() -> int:
                     first = task == "topics90" and seed == seeds[0]
                     if first and (best is None or row["micro_f1"] > best["micro_f1"]):
                         best = row
+                if ensemble:
+                    row = ensemble_row([trained[m] for m in members], params.evaluate, data_dir)
+                    row.update(task=task, model=ensemble, seed=seed)
+                    runs.append(row)
+                    print(
+                        f"  {ensemble} (mean of scores) seed {seed}: "
+                        f"{HEADLINE[task]}={row[HEADLINE[task]]:.4f} macro-F1={row['macro_f1']:.4f}",
+                        flush=True,
+                    )
             if best is not None:
                 print(f"  behavioural checks on {best['model']} (seed {best['seed']}):")
                 checks = {
@@ -268,14 +317,15 @@ def main() -> int:
                 }
 
     for row in runs:
-        row.pop("model_dir"), row.pop("report_dir")
-    rows = [*models, "tfidf_linear_svm", "majority_class"]
+        row.pop("model_dir", None), row.pop("report_dir", None)
+    recurrent = [*models, ensemble] if ensemble else list(models)
+    rows = [*recurrent, "tfidf_linear_svm", "majority_class"]
     summary = aggregate(runs + [{**b, "seed": None} for b in baselines])
     table = render_table(summary, rows, tasks)
     print(f"\n{table}\n")
     verdicts = {}
     for task in tasks:
-        entries = {m: summary[task][m][HEADLINE[task]][0] for m in models}
+        entries = {m: summary[task][m][HEADLINE[task]][0] for m in recurrent}
         best_model = max(entries, key=entries.get)
         verdicts[task] = {
             "best_recurrent": best_model,
@@ -309,6 +359,7 @@ def main() -> int:
         "seeds": seeds,
         "tasks": tasks,
         "models": models,
+        "ensemble": ensemble,
         "summary": summary,
         "verdicts": verdicts,
         "published": PUBLISHED,

@@ -25,6 +25,8 @@ from rnnops.config import apply_overrides
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 
+# The tiny pipeline trains two of the project's models: the article's network and the LSTM.
+TINY_MODELS = ("rnn", "lstm")
 # Small enough that a whole `dvc repro` takes seconds on two cores.
 TINY_OVERRIDES = {
     "preprocess.max_len": 40,
@@ -32,7 +34,7 @@ TINY_OVERRIDES = {
     "preprocess.val_fraction": 0.25,
     **{
         f"models.{name}.{key}": value
-        for name in ("rnn", "lstm")
+        for name in TINY_MODELS
         for key, value in {
             "units": 8,
             "embedding_dim": 8,
@@ -45,6 +47,7 @@ TINY_OVERRIDES = {
 
 def tiny_params(extra: dict | None = None) -> dict:
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    raw["models"] = {name: raw["models"][name] for name in TINY_MODELS}
     return apply_overrides(raw, {**TINY_OVERRIDES, **(extra or {})})
 
 
@@ -118,7 +121,7 @@ def set_params(project: Path, overrides: dict) -> None:
 
 def both_models(**values) -> dict:
     return {
-        f"models.{name}.{key}": value for name in ("rnn", "lstm") for key, value in values.items()
+        f"models.{name}.{key}": value for name in TINY_MODELS for key, value in values.items()
     }
 
 

@@ -127,6 +127,9 @@ class ModelConfig(_Strict):
     batch_size: PositiveInt = 64
     epochs: PositiveInt = 5
     early_stopping_patience: Annotated[int, Field(ge=0)] = 2
+    # What early stopping watches (and which epoch's weights are kept): the validation
+    # loss, or the validation score (micro-F1 at 0.5 for multi-label, accuracy for single-label).
+    early_stopping_monitor: Literal["val_loss", "val_score"] = "val_loss"
     class_weights: bool = False
     seed: int = 42
 

@@ -70,7 +70,14 @@ def sample_weights(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
     return (y * weights).max(axis=1).astype(np.float32)
 
 
-def _callbacks(cfg: ModelConfig, extra: Sequence) -> list:
+def monitored(cfg: ModelConfig, task: str) -> tuple[str, str]:
+    """The history column early stopping watches, and whether lower ('min') or higher is better."""
+    if cfg.early_stopping_monitor == "val_loss":
+        return "val_loss", "min"
+    return ("val_accuracy" if task == "singlelabel" else "val_micro_f1"), "max"
+
+
+def _callbacks(cfg: ModelConfig, extra: Sequence, task: str = "multilabel") -> list:
     import keras
 
     class FailOnNonFiniteLoss(keras.callbacks.Callback):
@@ -109,7 +116,10 @@ def _callbacks(cfg: ModelConfig, extra: Sequence) -> list:
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
+                monitor=monitored(cfg, task)[0],
+                mode=monitored(cfg, task)[1],
+                patience=cfg.early_stopping_patience,
+                restore_best_weights=True,
             )
         )
     return callbacks + list(extra)
@@ -141,7 +151,7 @@ def train_model(
         epochs=cfg.epochs,
         shuffle=True,
         verbose=0,
-        callbacks=_callbacks(cfg, callbacks),
+        callbacks=_callbacks(cfg, callbacks, task),
     )
     seconds = time.perf_counter() - start
     if not all(np.isfinite(w).all() for w in model.get_weights()):
@@ -154,6 +164,7 @@ def train_model(
 def summarize(
     name: str,
     cfg: ModelConfig,
+    task: str,
     model,
     history: pd.DataFrame,
     seconds: float,
@@ -161,7 +172,8 @@ def summarize(
     val: Dataset,
     run_id: str | None = None,
 ) -> TrainSummary:
-    best = int(history["val_loss"].idxmin())
+    column, mode = monitored(cfg, task)
+    best = int(history[column].idxmin() if mode == "min" else history[column].idxmax())
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     return TrainSummary(
         model=name,
@@ -193,7 +205,7 @@ def run_train(
     model, history, seconds = train_model(
         cfg, train, val, labels["task"], len(vocab["tokens"]), len(labels["labels"]), callbacks
     )
-    summary = summarize(name, cfg, model, history, seconds, train, val, run_id)
+    summary = summarize(name, cfg, labels["task"], model, history, seconds, train, val, run_id)
     # Everything is written to a temporary directory first and moved into place
     # only once complete, so a failure leaves no partial output behind.
     output_dir.mkdir(parents=True, exist_ok=True)

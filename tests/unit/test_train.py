@@ -51,3 +51,34 @@ def test_class_weights_favour_rare_classes():
     w = class_weight_vector(y, 2, "singlelabel")
     assert w[1] > w[0]
     assert w[1] / w[0] == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize(
+    "monitor, task, expected",
+    [
+        ("val_loss", "singlelabel", ("val_loss", "min")),
+        ("val_score", "singlelabel", ("val_accuracy", "max")),
+        ("val_score", "multilabel", ("val_micro_f1", "max")),
+    ],
+)
+def test_early_stopping_watches_the_configured_column(monitor, task, expected):
+    from rnnops.train import monitored
+
+    assert monitored(CFG.model_copy(update={"early_stopping_monitor": monitor}), task) == expected
+
+
+def test_val_score_monitor_keeps_the_best_scoring_epoch():
+    from rnnops.train import summarize
+
+    data = toy()
+    cfg = CFG.model_copy(
+        update={"epochs": 4, "early_stopping_patience": 4, "early_stopping_monitor": "val_score"}
+    )
+    model, history, seconds = train_model(cfg, data, data, "singlelabel", 12, 3)
+    assert "val_accuracy" in history
+    summary = summarize("m", cfg, "singlelabel", model, history, seconds, data, data)
+    best = history.loc[history["val_accuracy"].idxmax()]
+    assert summary.best_epoch == int(best["epoch"])
+    # The restored weights are the best epoch's: evaluating them gives its accuracy.
+    _, accuracy = model.evaluate(data.x, data.y, verbose=0)
+    assert accuracy == pytest.approx(float(best["val_accuracy"]), abs=1e-6)
