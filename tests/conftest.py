@@ -120,9 +120,7 @@ def set_params(project: Path, overrides: dict) -> None:
 
 
 def both_models(**values) -> dict:
-    return {
-        f"models.{name}.{key}": value for name in TINY_MODELS for key, value in values.items()
-    }
+    return {f"models.{name}.{key}": value for name in TINY_MODELS for key, value in values.items()}
 
 
 def free_port() -> int:
