@@ -27,6 +27,58 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 RETRAIN_CRON = os.environ.get("RNNOPS_RETRAIN_CRON", "0 2 * * *")  # 02:00 UTC
 BATCH_INTERVAL_MINUTES = float(os.environ.get("RNNOPS_BATCH_INTERVAL_MINUTES", "60"))
 MAX_LATENESS_MINUTES = float(os.environ.get("RNNOPS_MAX_LATENESS_MINUTES", "360"))
+ZOMBIE_AUTOMATION = "rnnops: crash flow runs that stopped sending heartbeats"
+# A served flow run sends a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds
+# (Prefect's default: 180); a run silent for this many heartbeats is marked Crashed.
+MISSED_HEARTBEATS = 3
+
+
+def ensure_zombie_automation(heartbeat_seconds: int | None = None):
+    """Create (once, by name) the automation that marks dead flow runs Crashed.
+
+    A flow run whose process is SIGKILLed (or whose machine is lost) never reports its
+    end and would stay Running; Prefect's server marks it Crashed only through an
+    automation on missing heartbeats, which a self-hosted server does not have by default.
+    """
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.settings import get_current_settings
+
+    try:
+        return Automation.read(name=ZOMBIE_AUTOMATION)
+    except ValueError:
+        pass
+    every = heartbeat_seconds or get_current_settings().flows.heartbeat_frequency or 180
+    return Automation(
+        name=ZOMBIE_AUTOMATION,
+        description=f"No heartbeat for {MISSED_HEARTBEATS} x {every} s: the flow run's "
+        "process is gone; mark it Crashed.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=MISSED_HEARTBEATS * every),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {MISSED_HEARTBEATS * every} s: the process running "
+                "this flow is gone",
+            )
+        ],
+    ).create()
 
 
 def build_deployments(
@@ -89,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-input", default="data/incoming/documents.csv")
     parser.add_argument("--batch-output", default="data/scored/documents.parquet")
     args = parser.parse_args(argv)
+    ensure_zombie_automation()
     serve(
         *build_deployments(
             args.project_dir,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import mlflow
 import pytest
 import yaml
-from flows.deployments import MAX_LATENESS_MINUTES
+from flows.deployments import MAX_LATENESS_MINUTES, MISSED_HEARTBEATS, ZOMBIE_AUTOMATION
 from flows.training import lateness_seconds, too_late
 
 from conftest import copy_project, set_params, start, stop, tiny_champion, wait_for
@@ -133,6 +133,16 @@ def test_21_schedules_produce_runs_and_stopping_serve_pauses_deployments(
             "the nightly-retrain deployment",
         )
         assert deployment.schedules[0].schedule.cron == "0 2 * * *"
+        # Item 3, Prefect's side: serving installs the automation that marks a flow run
+        # Crashed once its process stops sending heartbeats (Prefect's default: every 180 s).
+        from prefect.automations import Automation
+
+        with api_settings(api_url):
+            zombie = Automation.read(name=ZOMBIE_AUTOMATION)
+        assert zombie.enabled
+        assert zombie.trigger.after == {"prefect.flow-run.heartbeat"}
+        assert zombie.trigger.within == timedelta(seconds=MISSED_HEARTBEATS * 180)
+        assert zombie.actions[0].state.value == "CRASHED"
         assert deployment.global_concurrency_limit.limit == 1
         upcoming = wait_for(lambda: _scheduled_runs(api_url, deployment.id), 60, "scheduled runs")
         now = datetime.now(UTC)
