@@ -132,6 +132,36 @@ def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
     return [r.to_dict() for r in results]
 
 
+def behavioural_only(out: Path) -> int:
+    from rnnops.ingest import run_ingest
+    from rnnops.preprocess import run_preprocess
+
+    result = json.loads(out.read_text())
+    name, seed = result["behavioural"]["model"], result["behavioural"]["seed"]
+    raw = apply_overrides(
+        yaml.safe_load((ROOT / "params.yaml").read_text()), result.get("overrides") or {}
+    )
+    params = parse_params(raw, "params.yaml")
+    with tempfile.TemporaryDirectory(prefix="rnnops-quality-") as tmp:
+        tmp = Path(tmp)
+        raw_path, data_dir = tmp / "reuters.parquet", tmp / "topics90" / "data"
+        run_ingest(params.ingest, raw_path, ROOT)
+        run_preprocess(params.preprocess.model_copy(update=TASKS["topics90"]), raw_path, data_dir)
+        cfg = params.models[name].model_copy(update={"seed": seed})
+        row = train_and_evaluate(name, cfg, params.evaluate, data_dir, tmp / "work")
+        recorded = next(
+            r["micro_f1"]
+            for r in result["runs"]
+            if (r["task"], r["model"], r["seed"]) == ("topics90", name, seed)
+        )
+        print(f"{name} seed {seed}: micro-F1 {row['micro_f1']:.4f} (recorded {recorded:.4f})")
+        print(f"behavioural checks on {name} (seed {seed}):")
+        result["behavioural"]["results"] = behavioural(row, data_dir, raw_path)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"updated the behavioural section of {out}")
+    return 0
+
+
 def aggregate(runs: list[dict]) -> dict:
     """{task: {model: {metric: [mean, sd], ...}}} over seeds."""
     table: dict = {}
@@ -246,7 +276,15 @@ def main() -> int:
         help="params override (YAML value), e.g. models.lstm.epochs=2",
     )
     parser.add_argument("--out", default=str(ROOT / "bench/results/quality.json"))
+    parser.add_argument(
+        "--behavioural-only",
+        action="store_true",
+        help="rerun only the behavioural checks on the model and seed --out records "
+        "(training is deterministic: the same weights) and update that section",
+    )
     args = parser.parse_args()
+    if args.behavioural_only:
+        return behavioural_only(Path(args.out))
     logging.basicConfig(level=logging.WARNING)
 
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -30,6 +30,14 @@ def quality_section(q: dict) -> list[str]:
         "",
         q["table_markdown"],
         "",
+    ]
+    if q.get("ensemble"):
+        lines += [
+            f"`{q['ensemble']}` averages those models' scores (threshold tuned on validation "
+            "as for any model); it is measured here, not a pipeline stage.",
+            "",
+        ]
+    lines += [
         "![quality](bench/results/quality.png)",
         "",
     ]

@@ -70,3 +70,28 @@ def test_minimum_functionality_only_checks_known_topics():
 def test_sign_off_is_removed_or_added():
     assert behaviour.strip_sign_off("text.\n Reuter\n") == "text."
     assert behaviour.add_after_headline("HEAD\nbody", ["New."]) == "HEAD\nNew. body"
+
+
+class MultiLabelModel(KeywordModel):
+    """Multi-label: every topic with a keyword is chosen; ``grain`` never scores highest."""
+
+    class decision:  # mimics TopicPredictor.decision
+        task = "multilabel"
+
+    def predict(self, texts):
+        frame = super().predict(texts)
+        frame["topics"] = [
+            [label for label in LABELS if any(w in t.lower().split() for w in self.words[label])]
+            or [top]
+            for t, top in zip(texts, frame["top_topic"], strict=True)
+        ]
+        return frame
+
+
+def test_minimum_functionality_accepts_the_topic_among_the_chosen_ones_for_multilabel():
+    grain_headlines = [("grain", "wheat oil opec crude")]
+    multi = MultiLabelModel()
+    assert multi.predict([grain_headlines[0][1]])["top_topic"][0] == "crude"
+    assert behaviour.minimum_functionality_check(multi, grain_headlines).ok
+    # Single-label models are held to the top topic.
+    assert not behaviour.minimum_functionality_check(KeywordModel(), grain_headlines).ok
