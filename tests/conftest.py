@@ -112,6 +112,17 @@ def tiny_project(tmp_path, tiny_nltk_data) -> tuple[Path, dict]:
     return project, env
 
 
+@pytest.fixture
+def flow_project(tmp_path, tiny_nltk_data, monkeypatch):
+    """A tiny project for flows run in this process: its env is this process's env."""
+    project, env = make_project(tmp_path / "project", tiny_nltk_data)
+    for key in ("NLTK_DATA", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    return project, env
+
+
 def set_params(project: Path, overrides: dict) -> None:
     raw = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(

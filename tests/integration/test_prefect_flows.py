@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import make_project, run
+from conftest import run
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +77,6 @@ def _read_logs(flow_run_id) -> str:
             return "\n".join(log.message for log in logs)
 
     return asyncio.run(read())
-
-
-@pytest.fixture
-def flow_project(tmp_path, tiny_nltk_data, monkeypatch):
-    project, env = make_project(tmp_path / "project", tiny_nltk_data)
-    for key in ("NLTK_DATA", "PATH"):
-        monkeypatch.setenv(key, env[key])
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-    return project, env
 
 
 def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):

@@ -22,7 +22,6 @@ import yaml
 from conftest import (
     BIN_DIR,
     copy_project,
-    make_project,
     project_env,
     run,
     set_params,
@@ -262,16 +261,6 @@ def test_23_malformed_corpus_files_fail_naming_file_and_line_nothing_written(tmp
 
 
 # --------------------------------------------------------------------------- 16, 17 (flows)
-
-
-@pytest.fixture
-def flow_project(tmp_path, tiny_nltk_data, monkeypatch):
-    project, env = make_project(tmp_path / "project", tiny_nltk_data)
-    for key in ("NLTK_DATA", "PATH"):
-        monkeypatch.setenv(key, env[key])
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-    return project, env
 
 
 def test_16_failing_stage_fails_the_flow_and_stops_later_stages(prefect_harness, flow_project):
