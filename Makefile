@@ -86,7 +86,7 @@ ui: install ## serve the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (the proje
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 
 clean: ## remove pipeline outputs (the DVC cache keeps them)
-	rm -rf data/raw data/processed models metrics plots reports dvc_plots
+	rm -rf data/raw data/processed models ensembles metrics plots reports dvc_plots
 
 .PHONY: serve bench-serving
 SERVE_PORT ?=

@@ -1,7 +1,8 @@
 """Benchmark: model quality on R8, R52 and the 90-topic task, three seeds, beside TF-IDF + SVM.
 
 Trains every model of ``params.yaml`` with the pipeline's own stage code
-(ingest → preprocess → train → evaluate) on each task and seed, computes the
+(ingest → preprocess → train → evaluate, then ensemble → evaluate for every
+ensemble whose members are trained) on each task and seed, computes the
 TF-IDF + linear SVM and majority-class baselines on the same splits in the same
 run, and prints one table (mean ± standard deviation over seeds) with the issue's
 targets and the published reference. The behavioural checks run on the best
@@ -9,6 +10,9 @@ targets and the published reference. The behavioural checks run on the best
 
     NLTK_DATA=/path/to/nltk_data python bench/quality.py [--seeds 42,43,44]
         [--tasks r8,r52,topics90] [--models rnn,lstm] [--set models.lstm.epochs=2 ...]
+
+Seed s trains each model with its own ``seed`` shifted by s - 42: with every model at
+seed 42 that is seed s; two members differing only in seed stay different.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ SIMPLE_RNN_R8_TARGET = 0.93
 # Published recurrent result on the same split (Adhikari et al., 2019: a regularised
 # BiLSTM distilled from BERT, with pretrained word vectors), 90 topics, micro-F1.
 PUBLISHED = {"model": "published: BiLSTM (reg., distilled from BERT)", "topics90": 0.889}
+BASE_SEED = 42
+
+
+def seeded(cfg, seed: int):
+    return cfg.model_copy(update={"seed": cfg.seed + seed - BASE_SEED})
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -50,12 +59,9 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> dict:
+def evaluate_row(name, evaluate_cfg, model_dir: Path, data_dir: Path, work: Path) -> dict:
     from rnnops.evaluate import run_evaluate
-    from rnnops.train import run_train
 
-    model_dir = work / "models" / name
-    summary = run_train(name, cfg, data_dir, model_dir)
     metrics = run_evaluate(
         name,
         evaluate_cfg,
@@ -67,40 +73,33 @@ def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> d
     )
     return {
         **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
-        "train_seconds": summary.train_seconds,
-        "seconds_per_epoch": summary.seconds_per_epoch,
-        "epochs": summary.epochs_run,
         "model_dir": str(model_dir),
         "report_dir": str(work / "reports" / name),
     }
 
 
-def ensemble_row(rows: list[dict], evaluate_cfg, data_dir: Path) -> dict:
-    """Average the members' scores (no training); the threshold is tuned on validation."""
-    from rnnops.evaluate import evaluate_scores
-    from rnnops.io import read_json
-    from rnnops.models import load_model
-    from rnnops.preprocess import load_dataset
+def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> dict:
+    from rnnops.train import run_train
 
-    info = read_json(data_dir / "labels.json")
-    val, test = load_dataset(data_dir, "val"), load_dataset(data_dir, "test")
-    val_scores, test_scores = [], []
-    for row in rows:
-        model = load_model(Path(row["model_dir"]) / "model.keras")
-        val_scores.append(model.predict(val.x, batch_size=512, verbose=0))
-        test_scores.append(model.predict(test.x, batch_size=512, verbose=0))
-    metrics, *_ = evaluate_scores(
-        np.mean(val_scores, axis=0),
-        val.y,
-        np.mean(test_scores, axis=0),
-        test.y,
-        info["labels"],
-        info["task"],
-        evaluate_cfg,
-    )
+    model_dir = work / "models" / name
+    summary = run_train(name, cfg, data_dir, model_dir)
     return {
-        **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
-        "train_seconds": sum(r["train_seconds"] for r in rows),
+        **evaluate_row(name, evaluate_cfg, model_dir, data_dir, work),
+        "train_seconds": summary.train_seconds,
+        "seconds_per_epoch": summary.seconds_per_epoch,
+        "epochs": summary.epochs_run,
+    }
+
+
+def ensemble_and_evaluate(name, members, evaluate_cfg, data_dir: Path, work: Path) -> dict:
+    """The pipeline's ensemble stage on the members trained in ``work``, then evaluate."""
+    from rnnops.ensemble import run_ensemble
+
+    model_dir = work / "ensembles" / name
+    summary = run_ensemble(name, members, work / "models", model_dir)
+    return {
+        **evaluate_row(name, evaluate_cfg, model_dir, data_dir, work),
+        "train_seconds": summary.train_seconds,
         "seconds_per_epoch": None,
         "epochs": None,
     }
@@ -147,8 +146,17 @@ def behavioural_only(out: Path) -> int:
         raw_path, data_dir = tmp / "reuters.parquet", tmp / "topics90" / "data"
         run_ingest(params.ingest, raw_path, ROOT)
         run_preprocess(params.preprocess.model_copy(update=TASKS["topics90"]), raw_path, data_dir)
-        cfg = params.models[name].model_copy(update={"seed": seed})
-        row = train_and_evaluate(name, cfg, params.evaluate, data_dir, tmp / "work")
+        work = tmp / "work"
+        if name in params.ensembles:
+            members = params.ensembles[name].members
+            for member in members:
+                cfg = seeded(params.models[member], seed)
+                train_and_evaluate(member, cfg, params.evaluate, data_dir, work)
+            row = ensemble_and_evaluate(name, members, params.evaluate, data_dir, work)
+        else:
+            row = train_and_evaluate(
+                name, seeded(params.models[name], seed), params.evaluate, data_dir, work
+            )
         recorded = next(
             r["micro_f1"]
             for r in result["runs"]
@@ -264,11 +272,6 @@ def main() -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)}")
     parser.add_argument("--models", default=None, help="subset of params.yaml models")
     parser.add_argument(
-        "--ensemble",
-        default="srnn,lstm",
-        help="models whose scores are also averaged as one more row ('' for none)",
-    )
-    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -296,8 +299,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
     models = args.models.split(",") if args.models else list(params.models)
-    members = [m for m in args.ensemble.split(",") if m in models]
-    ensemble = "+".join(members) if len(members) > 1 else None
+    ensembles = {
+        name: e.members for name, e in params.ensembles.items() if set(e.members) <= set(models)
+    }
     missing = set(models) - set(params.models)
     if missing:
         parser.error(f"model(s) {sorted(missing)} not in params.yaml; have {list(params.models)}")
@@ -320,32 +324,27 @@ def main() -> int:
                 print(f"  {base['model']:<18} {HEADLINE[task]}={base[HEADLINE[task]]:.4f}")
             best = None
             for seed in seeds:
-                trained = {}
-                for name in models:
-                    cfg = params.models[name].model_copy(update={"seed": seed})
-                    work = tmp / task / f"seed{seed}"
-                    row = train_and_evaluate(name, cfg, params.evaluate, data_dir, work)
+                work = tmp / task / f"seed{seed}"
+                for name in [*models, *ensembles]:
+                    if name in ensembles:
+                        row = ensemble_and_evaluate(
+                            name, ensembles[name], params.evaluate, data_dir, work
+                        )
+                        how = f"mean of {'+'.join(ensembles[name])}"
+                    else:
+                        cfg = seeded(params.models[name], seed)
+                        row = train_and_evaluate(name, cfg, params.evaluate, data_dir, work)
+                        how = f"{row['epochs']} epochs {row['train_seconds']:.0f}s"
                     row.update(task=task, model=name, seed=seed)
                     runs.append(row)
-                    trained[name] = row
                     print(
                         f"  {name:<8} seed {seed}: {HEADLINE[task]}={row[HEADLINE[task]]:.4f} "
-                        f"macro-F1={row['macro_f1']:.4f} {row['epochs']} epochs "
-                        f"{row['train_seconds']:.0f}s",
+                        f"macro-F1={row['macro_f1']:.4f} {how}",
                         flush=True,
                     )
                     first = task == "topics90" and seed == seeds[0]
                     if first and (best is None or row["micro_f1"] > best["micro_f1"]):
                         best = row
-                if ensemble:
-                    row = ensemble_row([trained[m] for m in members], params.evaluate, data_dir)
-                    row.update(task=task, model=ensemble, seed=seed)
-                    runs.append(row)
-                    print(
-                        f"  {ensemble} (mean of scores) seed {seed}: "
-                        f"{HEADLINE[task]}={row[HEADLINE[task]]:.4f} macro-F1={row['macro_f1']:.4f}",
-                        flush=True,
-                    )
             if best is not None:
                 print(f"  behavioural checks on {best['model']} (seed {best['seed']}):")
                 checks = {
@@ -356,7 +355,7 @@ def main() -> int:
 
     for row in runs:
         row.pop("model_dir", None), row.pop("report_dir", None)
-    recurrent = [*models, ensemble] if ensemble else list(models)
+    recurrent = [*models, *ensembles]
     rows = [*recurrent, "tfidf_linear_svm", "majority_class"]
     summary = aggregate(runs + [{**b, "seed": None} for b in baselines])
     table = render_table(summary, rows, tasks)
@@ -397,7 +396,7 @@ def main() -> int:
         "seeds": seeds,
         "tasks": tasks,
         "models": models,
-        "ensemble": ensemble,
+        "ensembles": ensembles,
         "summary": summary,
         "verdicts": verdicts,
         "published": PUBLISHED,

@@ -31,10 +31,11 @@ def quality_section(q: dict) -> list[str]:
         q["table_markdown"],
         "",
     ]
-    if q.get("ensemble"):
+    for name, members in (q.get("ensembles") or {}).items():
         lines += [
-            f"`{q['ensemble']}` averages those models' scores (threshold tuned on validation "
-            "as for any model); it is measured here, not a pipeline stage.",
+            f"`{name}` is the pipeline's ensemble of {', '.join(f'`{m}`' for m in members)}: "
+            "one model whose scores are the mean of theirs (threshold tuned on validation "
+            "as for any model); its time is the sum of its members'.",
             "",
         ]
     lines += [

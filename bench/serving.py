@@ -76,6 +76,7 @@ def build_champion(dest: Path, corpus: str, overrides: dict) -> tuple[Path, str,
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = apply_overrides(raw, overrides)
     params["models"] = {"lstm": params["models"]["lstm"]}
+    params["ensembles"] = {}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     uri = f"sqlite:///{dest.parent / 'mlflow.db'}"
     env["MLFLOW_TRACKING_URI"] = uri

@@ -84,7 +84,8 @@ def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
 
     files = pipeline.experiment_files(root, name)
     params = yaml.safe_load(files.read_text("params.yaml"))
-    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params["models"]}
+    names = [*params["models"], *(params.get("ensembles") or {})]
+    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in names}
     # The same choice as the promote stage (rnnops.promote.best_candidate).
     cand = best_candidate(
         [Candidate(m, "", "", None, vals) for m, vals in metrics.items()], metric
@@ -159,7 +160,7 @@ def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> di
     pipeline.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
     point = load_params(workdir / "params.yaml")
     decision = run_promote(
-        list(point.models),
+        point.candidates,
         base.promotion,  # the sweep's gate: same metric, margin and registered model
         workdir / "metrics",
         workdir / "reports" / "eval",

@@ -48,6 +48,7 @@ TINY_OVERRIDES = {
 def tiny_params(extra: dict | None = None) -> dict:
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     raw["models"] = {name: raw["models"][name] for name in TINY_MODELS}
+    raw["ensembles"] = {}  # tests that need one add it
     return apply_overrides(raw, {**TINY_OVERRIDES, **(extra or {})})
 
 

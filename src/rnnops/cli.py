@@ -72,6 +72,16 @@ def cmd_preprocess(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def _candidate_kind(params: Params, name: str) -> str:
+    """The kind of a model or ensemble; refuse names params.yaml does not define."""
+    if name not in params.models and name not in params.ensembles:
+        raise ConfigError(
+            f"{name!r} is defined neither under models: nor under ensembles: in params.yaml "
+            f"(defined: {', '.join(params.candidates)})"
+        )
+    return params.kind(name)
+
+
 def _model_cfg(params: Params, name: str):
     if name not in params.models:
         raise ConfigError(
@@ -143,6 +153,51 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.ensemble import run_ensemble
+    from rnnops.io import remove_on_failure
+
+    if args.name not in params.ensembles:
+        raise ConfigError(
+            f"ensemble {args.name!r} is not defined under ensembles: in params.yaml "
+            f"(defined: {', '.join(params.ensembles) or 'none'})"
+        )
+    members = params.ensembles[args.name].members
+    tracking, tags, _ = _start_tracking(params, args.data)
+    tags.update({"rnnops.model": args.name, "rnnops.kind": "ensemble", "rnnops.stage": "ensemble"})
+    out = Path(args.out)
+    with tracking.stage_run(
+        run_name=args.name, tags=tags, execution=tracking.execution_key(f"ensemble@{args.name}")
+    ) as run:
+        tracking.log_params(
+            {
+                "model.name": args.name,
+                "model.kind": "ensemble",
+                "model.members": ",".join(members),
+                **{
+                    f"member.{m}.{k}": v
+                    for m in members
+                    for k, v in tracking.flat_params(
+                        "model", params.models[m].model_dump(mode="json")
+                    ).items()
+                },
+            }
+        )
+        with remove_on_failure(out / "model.keras", out / "train.json"):
+            summary = run_ensemble(args.name, members, args.models, out, run_id=run.info.run_id)
+            tracking.log_metrics({"trainable_params": summary.trainable_params})
+            if summary.train_seconds is not None:
+                tracking.log_metrics({"train_seconds": summary.train_seconds})
+            tracking.log_artifact(out / "train.json")
+    log.info(
+        "ensemble@%s: mean of %s (%d parameters) -> %s",
+        args.name,
+        ", ".join(members),
+        summary.trainable_params,
+        args.out,
+    )
+
+
 SAMPLE_TEXTS = [
     "Oil prices rose after OPEC agreed to cut crude output.",
     "The company reported higher quarterly profit and raised its dividend.",
@@ -153,14 +208,14 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
     from rnnops.evaluate import METRIC_KEYS, comparison_table, run_evaluate
     from rnnops.io import read_json, remove_on_failure, write_json
 
-    cfg = _model_cfg(params, args.model)
+    kind = _candidate_kind(params, args.model)
     model_dir, data_dir, report = Path(args.model_dir), Path(args.data), Path(args.report)
     train_info = read_json(model_dir / "train.json") if (model_dir / "train.json").exists() else {}
     tracking, tags, data_hash = _start_tracking(params, args.data)
     tags.update(
         {
             "rnnops.model": args.model,
-            "rnnops.kind": cfg.kind,
+            "rnnops.kind": kind,
             "rnnops.evaluate.threshold_rule": str(params.evaluate.threshold),
             "rnnops.evaluate.at_least_one": str(params.evaluate.at_least_one).lower(),
         }
@@ -216,7 +271,7 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> None:
 
     if promotion_deferred():
         record = record_candidate(
-            list(params.models),
+            params.candidates,
             params.promotion,
             Path(args.metrics),
             Path(args.evaluations),
@@ -230,7 +285,7 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> None:
     uri = tracking.configure(params.tracking.uri, params.tracking.experiment)
     log.info("MLflow registry at %s, model %s", uri, params.promotion.registered_model)
     decision = run_promote(
-        list(params.models),
+        params.candidates,
         params.promotion,
         Path(args.metrics),
         Path(args.evaluations),
@@ -248,10 +303,10 @@ def cmd_compare(args: argparse.Namespace, params: Params) -> None:
     from rnnops.compare import run_compare
     from rnnops.io import read_json
 
-    names = list(params.models)
+    names = params.candidates
     result = run_compare(
         names,
-        {n: m.kind for n, m in params.models.items()},
+        {n: params.kind(n) for n in names},
         args.metrics,
         args.models,
         args.evaluations,
@@ -398,11 +453,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
+        "ensemble",
+        help="combine trained models into one that averages their scores",
+        description="Combine the members of ensembles.NAME (trained models under --models) "
+        "into one Keras model whose scores are the mean of theirs; it is evaluated, "
+        "compared and promoted like any model.",
+    )
+    p.add_argument("name", help="ensemble name (a key of ensembles: in params.yaml)")
+    p.add_argument("--models", required=True, help="directory of models/<model>/model.keras")
+    p.add_argument("--data", required=True, help="processed data directory (for lineage)")
+    p.add_argument("--out", required=True, help="output directory, e.g. ensembles/mean")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser(
         "evaluate",
         help="score a trained model on the test split",
         description="Score MODEL on the held-out test split; write metrics and plots.",
     )
-    p.add_argument("model", help="model name (a key of models: in params.yaml)")
+    p.add_argument("model", help="model name (a key of models: or ensembles: in params.yaml)")
     p.add_argument("--model-dir", required=True, help="directory holding model.keras")
     p.add_argument("--data", required=True, help="processed data directory")
     p.add_argument("--metrics", required=True, help="metrics JSON to write, e.g. metrics/lstm.json")

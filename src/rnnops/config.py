@@ -118,9 +118,10 @@ class ModelConfig(_Strict):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     pooling: Literal["last", "max"] = "last"
-    # Also feed max- and/or mean-over-time of the embeddings to the classifier
-    # (a bag-of-words skip beside the recurrent path): [], [max], [mean] or [max, mean].
-    embedding_skip: tuple[Literal["max", "mean"], ...] = ()
+    # Also feed poolings over time of the embeddings to the classifier (a bag-of-words
+    # skip beside the recurrent path): any of max, mean and attention (a learned
+    # weighted mean), e.g. [max, mean]; [] for none.
+    embedding_skip: tuple[Literal["max", "mean", "attention"], ...] = ()
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     clipnorm: Annotated[float, Field(gt=0.0)] | None = 1.0
@@ -148,7 +149,20 @@ class ModelConfig(_Strict):
     @classmethod
     def _skip_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(value)) != len(value):
-            raise ValueError(f"lists a pooling twice: {list(value)}; use [max], [mean] or both")
+            raise ValueError(f"lists a pooling twice: {list(value)}; list each of max, mean, attention at most once")
+        return value
+
+
+class EnsembleConfig(_Strict):
+    """A model made of trained models: the mean of their scores (no training of its own)."""
+
+    members: list[str] = Field(min_length=2)
+
+    @field_validator("members")
+    @classmethod
+    def _members_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a model twice: {value}")
         return value
 
 
@@ -194,6 +208,7 @@ class Params(_Strict):
     ingest: IngestConfig = IngestConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     models: dict[str, ModelConfig] = Field(min_length=1)
+    ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
@@ -206,7 +221,32 @@ class Params(_Strict):
                 raise ValueError(
                     f"models.{name}: model names may use letters, digits, '-' and '_' only"
                 )
+        for name, ensemble in self.ensembles.items():
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(
+                    f"ensembles.{name}: ensemble names may use letters, digits, '-' and '_' only"
+                )
+            if name in self.models:
+                raise ValueError(
+                    f"ensembles.{name}: a model has the same name; ensembles and models share "
+                    "metrics/ and reports/eval/, so rename one of them"
+                )
+            unknown = [m for m in ensemble.members if m not in self.models]
+            if unknown:
+                raise ValueError(
+                    f"ensembles.{name}.members: {', '.join(unknown)} not under models: "
+                    f"(defined: {', '.join(self.models)}); remove them from the ensemble "
+                    "or define them"
+                )
         return self
+
+    @property
+    def candidates(self) -> list[str]:
+        """Everything evaluated and promotable: the trained models, then the ensembles."""
+        return [*self.models, *self.ensembles]
+
+    def kind(self, name: str) -> str:
+        return "ensemble" if name in self.ensembles else self.models[name].kind
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

@@ -54,7 +54,44 @@ class MaskedGlobalAveragePooling1D(layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
-_SKIP_POOLING = {"max": MaskedGlobalMaxPooling1D, "mean": MaskedGlobalAveragePooling1D}
+@keras.saving.register_keras_serializable(package="rnnops")
+class MaskedAttentionPooling1D(layers.Layer):
+    """A learned weighted mean over the real steps: softmax(x_t . w) over t, padding excluded.
+
+    The weights let the classifier lean on the words that carry the topic rather than
+    on every word alike; a document with no tokens pools to zeros.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.score = self.add_weight(
+            name="score", shape=(input_shape[-1], 1), initializer="glorot_uniform"
+        )
+
+    def call(self, inputs, mask=None):
+        logits = keras.ops.matmul(inputs, self.score)
+        if mask is None:
+            return keras.ops.sum(keras.ops.softmax(logits, axis=1) * inputs, axis=1)
+        mask = keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+        logits = logits + (1.0 - mask) * keras.ops.cast(-1e9, inputs.dtype)
+        weights = keras.ops.softmax(logits, axis=1) * mask
+        return keras.ops.sum(weights * inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+_SKIP_POOLING = {
+    "max": MaskedGlobalMaxPooling1D,
+    "mean": MaskedGlobalAveragePooling1D,
+    "attention": MaskedAttentionPooling1D,
+}
 _RECURRENT = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 

@@ -91,3 +91,63 @@ def test_plots_overlay_every_model():
     for plot in dvc_yaml["plots"]:
         (spec,) = plot.values()
         assert set(spec["y"]) == {f"models/{name}/history.csv" for name in params["models"]}
+
+
+def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
+    import numpy as np
+
+    from rnnops import tracking
+    from rnnops.models import load_model
+    from rnnops.preprocess import load_dataset
+
+    project, env = tiny_project
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ensembles"] = {"pair": {"members": ["rnn", "lstm"]}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    first = run([DVC, "repro"], project, env)
+    assert {"ensemble@pair", "evaluate_ensemble@pair"} <= set(ran_stages(first.stdout))
+    test = load_dataset(project / "data/processed", "test")
+    members = [load_model(project / f"models/{m}/model.keras") for m in ("rnn", "lstm")]
+    ensemble = load_model(project / "ensembles/pair/model.keras")
+    np.testing.assert_allclose(
+        ensemble.predict(test.x, verbose=0),
+        np.mean([m.predict(test.x, verbose=0) for m in members], axis=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    metrics = json.loads((project / "metrics/pair.json").read_text())
+    assert metrics["model"] == "pair" and 0.0 <= metrics["micro_f1"] <= 1.0
+    assert "| pair | ensemble |" in (project / "reports/comparison.md").read_text()
+    promotion = json.loads((project / "reports/promotion.json").read_text())
+    scores = {
+        m: json.loads((project / f"metrics/{m}.json").read_text())[promotion["metric"]]
+        for m in ("rnn", "lstm", "pair")
+    }
+    assert promotion["candidate_score"] == pytest.approx(max(scores.values()))
+
+    # The ensemble's MLflow run holds a text-in model that serving can load.
+    logged = json.loads((project / "reports/eval/pair/mlflow.json").read_text())
+    import mlflow
+    import pandas as pd
+
+    previous = mlflow.get_tracking_uri()
+    tracking.use_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        info = tracking.run_info(logged["run_id"])
+        pyfunc = tracking.load_text_model(logged["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert info["status"] == "FINISHED" and info["tags"]["rnnops.kind"] == "ensemble"
+    assert info["params"]["model.members"] == "rnn,lstm"
+    assert "test_micro_f1" in info["metrics"]
+    out = pyfunc.predict(pd.DataFrame({"text": ["wheat exports rose", "oil prices fell"]}))
+    assert len(out) == 2
+
+    # Retraining one member rebuilds the ensemble; nothing else of it is stale.
+    set_param(project, "models", "lstm", "units", 5)
+    again = run([DVC, "repro"], project, env)
+    assert {"train@lstm", "ensemble@pair", "evaluate_ensemble@pair"} <= set(
+        ran_stages(again.stdout)
+    )
+    assert "train@rnn" not in ran_stages(again.stdout)

@@ -84,3 +84,41 @@ def test_params_are_frozen():
     params = parse_params(shipped())
     with pytest.raises(ValidationError):
         params.models["lstm"].units = 3
+
+
+def test_shipped_ensembles_name_defined_models():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    for name, ensemble in params.ensembles.items():
+        assert set(ensemble.members) <= set(params.models)
+        assert params.kind(name) == "ensemble"
+    assert params.candidates == [*params.models, *params.ensembles]
+
+
+def test_ensemble_member_must_be_a_defined_model():
+    msg = bad({"ensembles": {"pair": {"members": ["rnn", "bilstm"]}}})
+    assert "ensembles.pair.members" in msg and "bilstm" in msg and "defined:" in msg
+
+
+@pytest.mark.parametrize(
+    "ensemble, expected",
+    [
+        ({"members": ["rnn"]}, "at least 2"),
+        ({"members": ["rnn", "rnn"]}, "lists a model twice"),
+        ({"members": ["rnn", "lstm"], "weights": [1, 2]}, "unknown key"),
+    ],
+)
+def test_ensemble_needs_two_distinct_members(ensemble, expected):
+    msg = bad({"ensembles": {"pair": ensemble}})
+    assert "ensembles.pair" in msg and expected in msg
+
+
+def test_ensemble_and_model_names_may_not_clash():
+    msg = bad({"ensembles": {"lstm": {"members": ["rnn", "srnn"]}}})
+    assert "ensembles.lstm" in msg and "same name" in msg
+
+
+def test_params_without_ensembles_are_valid():
+    raw = shipped()
+    del raw["ensembles"]
+    params = parse_params(raw)
+    assert params.ensembles == {} and params.candidates == list(params.models)

@@ -76,7 +76,13 @@ def test_embedding_skip_pools_real_tokens_only(tmp_path):
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(True, ("max",)), (False, ()), ("mean", ("mean",)), (["max", "mean"], ("max", "mean"))],
+    [
+        (True, ("max",)),
+        (False, ()),
+        ("mean", ("mean",)),
+        (["max", "mean"], ("max", "mean")),
+        (["max", "mean", "attention"], ("max", "mean", "attention")),
+    ],
 )
 def test_embedding_skip_values(value, expected):
     assert ModelConfig(kind="lstm", embedding_skip=value).embedding_skip == expected
@@ -89,3 +95,26 @@ def test_embedding_skip_rejects_unknown_and_repeated_poolings():
         ModelConfig(kind="lstm", embedding_skip=["sum"])
     with pytest.raises(ValidationError, match="twice"):
         ModelConfig(kind="lstm", embedding_skip=["max", "max"])
+
+
+def test_attention_skip_is_a_weighted_mean_of_real_tokens(tmp_path):
+    import keras
+
+    cfg = ModelConfig(
+        kind="simple_rnn", units=4, embedding_dim=3, pooling="max", embedding_skip=["attention"]
+    )
+    model = build_model(cfg, vocab_size=20, n_labels=3, max_len=6, task="singlelabel")
+    layer = model.get_layer("embedding_attention")
+    layer.set_weights([np.array([[1.0], [-2.0], [0.5]], dtype="float32")])
+    x = np.array([[5, 6, 7, 0, 0, 0]])
+    pooled = keras.Model(model.input, layer.output).predict(x, verbose=0)[0]
+    vectors = model.get_layer("embedding").get_weights()[0][[5, 6, 7]]
+    logits = vectors @ np.array([1.0, -2.0, 0.5])
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    np.testing.assert_allclose(pooled, weights @ vectors, rtol=1e-5)
+    # The expected value uses the three real tokens only: padding carries no weight.
+    assert np.isfinite(model.predict(np.zeros((1, 6), dtype=np.int32), verbose=0)).all()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

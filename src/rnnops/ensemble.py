@@ -1,0 +1,117 @@
+"""Ensembles: trained models combined into one Keras model that averages their scores.
+
+An ensemble is a model like any other downstream: ``evaluate`` tunes its decision
+threshold on validation, ``compare`` lists it, ``promote`` may register it, and
+serving loads its single ``model.keras``. It trains nothing of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rnnops.io import read_json, write_json
+
+
+class EnsembleError(ValueError):
+    """The members cannot be combined (missing, or built for other data)."""
+
+
+@dataclass
+class EnsembleSummary:
+    model: str
+    kind: str
+    members: list[str]
+    trainable_params: int
+    train_seconds: float | None
+    epochs_run: None = None
+    mlflow_run_id: str | None = None
+
+
+def combine(members: dict, name: str = "ensemble"):
+    """Pure core: one Keras model whose output is the mean of the members' outputs.
+
+    Every member must take the same input (token ids of one length) and give scores
+    over the same labels with the same activation.
+    """
+    import keras
+
+    if len(members) < 2:
+        raise EnsembleError(f"an ensemble needs at least two members, got {list(members)}")
+    shapes = {n: (tuple(m.input_shape[1:]), tuple(m.output_shape[1:])) for n, m in members.items()}
+    if len(set(shapes.values())) != 1:
+        listed = ", ".join(f"{n}: input {i}, output {o}" for n, (i, o) in shapes.items())
+        raise EnsembleError(
+            f"ensemble {name}: members disagree on input length or labels ({listed}); "
+            "retrain them on the same data/processed"
+        )
+    activations = {n: m.layers[-1].get_config().get("activation") for n, m in members.items()}
+    if len(set(activations.values())) != 1:
+        raise EnsembleError(
+            f"ensemble {name}: members mix output activations {activations}; "
+            "combine models trained for the same task"
+        )
+    input_shape = next(iter(shapes.values()))[0]
+    inputs = keras.Input(shape=input_shape, dtype="int32", name="token_ids")
+    outputs = []
+    for member, model in members.items():
+        # Nested models need distinct names; the member's name keeps them apart.
+        model.name = f"member_{member}"
+        outputs.append(model(inputs))
+    mean = keras.layers.Average(name="mean_of_scores")(outputs)
+    return keras.Model(inputs, mean, name=f"ensemble_{name}")
+
+
+def run_ensemble(
+    name: str,
+    members: list[str],
+    models_dir: str | Path,
+    output_dir: str | Path,
+    run_id: str | None = None,
+) -> EnsembleSummary:
+    """Load the members from ``models_dir/<member>/``, combine, write ``output_dir``."""
+    from rnnops.models import load_model
+
+    models_dir, output_dir = Path(models_dir), Path(output_dir)
+    missing = [m for m in members if not (models_dir / m / "model.keras").exists()]
+    if missing:
+        raise EnsembleError(
+            f"ensemble {name}: no trained model for {', '.join(missing)} under {models_dir}; "
+            f"run their train stages first (dvc repro train@{missing[0]})"
+        )
+    loaded = {m: load_model(models_dir / m / "model.keras") for m in members}
+    model = combine(loaded, name)
+    infos = [
+        read_json(models_dir / m / "train.json")
+        for m in members
+        if (models_dir / m / "train.json").exists()
+    ]
+    seconds = [i.get("train_seconds") for i in infos]
+    summary = EnsembleSummary(
+        model=name,
+        kind="ensemble",
+        members=list(members),
+        trainable_params=int(sum(int(w.numpy().size) for w in model.trainable_weights)),
+        train_seconds=round(sum(seconds), 3)
+        if len(seconds) == len(members) and all(s is not None for s in seconds)
+        else None,
+        mlflow_run_id=run_id,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".ensemble.", dir=output_dir))
+    items = ("model.keras", "train.json")
+    try:
+        model.save(tmp / "model.keras")
+        write_json(tmp / "train.json", asdict(summary))
+        for item in items:
+            os.replace(tmp / item, output_dir / item)
+    except BaseException:
+        for item in items:
+            (output_dir / item).unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
