@@ -149,7 +149,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _skip_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(value)) != len(value):
-            raise ValueError(f"lists a pooling twice: {list(value)}; list each of max, mean, attention at most once")
+            raise ValueError(f"lists a pooling twice: {list(value)}; list each at most once")
         return value
 
 
