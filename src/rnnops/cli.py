@@ -17,6 +17,7 @@ log = logging.getLogger("rnnops")
 
 def _invalid_input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the input is wrong: retrying cannot help (exit status 2)."""
+    from rnnops.ensemble import EnsembleError
     from rnnops.evaluate import EvaluationError
     from rnnops.ingest import CorpusNotFoundError, CorpusValidationError
     from rnnops.preprocess import LabelSelectionError
@@ -30,6 +31,7 @@ def _invalid_input_errors() -> tuple[type[BaseException], ...]:
         LabelSelectionError,
         NonFiniteLossError,
         EvaluationError,
+        EnsembleError,
         PromotionError,
     )
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -151,3 +152,35 @@ def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
         ran_stages(again.stdout)
     )
     assert "train@rnn" not in ran_stages(again.stdout)
+
+    # A member that was never trained: exit 2 naming it, nothing written, run FAILED.
+    empty = project / "no-models"
+    (empty / "rnn").mkdir(parents=True)
+    shutil.copy(project / "models/rnn/model.keras", empty / "rnn" / "model.keras")
+    out = project / "ensembles" / "broken"
+    failed = run(
+        [
+            str(BIN_DIR / "rnnops"),
+            "ensemble",
+            "pair",
+            "--models",
+            str(empty),
+            "--data",
+            "data/processed",
+            "--out",
+            str(out),
+        ],
+        project,
+        env,
+        check=False,
+    )
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert "no trained model for lstm" in failed.stderr and "train@lstm" in failed.stderr
+    assert not out.exists() or not any(out.iterdir())
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name(params["tracking"]["experiment"]).experiment_id],
+        filter_string="tags.`rnnops.stage` = 'ensemble'",
+        order_by=["attributes.start_time DESC"],
+    )
+    assert runs[0].info.status == "FAILED"
