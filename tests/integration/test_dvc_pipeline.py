@@ -132,16 +132,18 @@ def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
     import mlflow
     import pandas as pd
 
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    info = client.get_run(logged["run_id"])
+    assert info.info.status == "FINISHED" and info.data.tags["rnnops.kind"] == "ensemble"
+    assert info.data.params["model.members"] == "rnn,lstm"
+    assert "test_micro_f1" in info.data.metrics
+    # This process's MLFLOW_TRACKING_URI may name another test's store: set the URI itself.
     previous = mlflow.get_tracking_uri()
-    tracking.use_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:
-        info = tracking.run_info(logged["run_id"])
         pyfunc = tracking.load_text_model(logged["model_uri"])
     finally:
         mlflow.set_tracking_uri(previous)
-    assert info["status"] == "FINISHED" and info["tags"]["rnnops.kind"] == "ensemble"
-    assert info["params"]["model.members"] == "rnn,lstm"
-    assert "test_micro_f1" in info["metrics"]
     out = pyfunc.predict(pd.DataFrame({"text": ["wheat exports rose", "oil prices fell"]}))
     assert len(out) == 2
 
@@ -177,7 +179,6 @@ def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert "no trained model for lstm" in failed.stderr and "train@lstm" in failed.stderr
     assert not out.exists() or not any(out.iterdir())
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs(
         [client.get_experiment_by_name(params["tracking"]["experiment"]).experiment_id],
         filter_string="tags.`rnnops.stage` = 'ensemble'",
