@@ -216,16 +216,13 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _model_names(self) -> Params:
-        for name in self.models:
-            if not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(
-                    f"models.{name}: model names may use letters, digits, '-' and '_' only"
-                )
+        for section, names in (("models", self.models), ("ensembles", self.ensembles)):
+            for name in names:
+                if not name.replace("_", "").replace("-", "").isalnum():
+                    raise ValueError(
+                        f"{section}.{name}: names may use letters, digits, '-' and '_' only"
+                    )
         for name, ensemble in self.ensembles.items():
-            if not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(
-                    f"ensembles.{name}: ensemble names may use letters, digits, '-' and '_' only"
-                )
             if name in self.models:
                 raise ValueError(
                     f"ensembles.{name}: a model has the same name; ensembles and models share "

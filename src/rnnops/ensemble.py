@@ -7,13 +7,10 @@ serving loads its single ``model.keras``. It trains nothing of its own.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rnnops.io import read_json, write_json
+from rnnops.io import atomic_path, read_json, remove_on_failure, write_json
 
 
 class EnsembleError(ValueError):
@@ -100,18 +97,8 @@ def run_ensemble(
         else None,
         mlflow_run_id=run_id,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".ensemble.", dir=output_dir))
-    items = ("model.keras", "train.json")
-    try:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "train.json", asdict(summary))
-        for item in items:
-            os.replace(tmp / item, output_dir / item)
-    except BaseException:
-        for item in items:
-            (output_dir / item).unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with remove_on_failure(output_dir / "model.keras", output_dir / "train.json"):
+        with atomic_path(output_dir / "model.keras") as tmp:
+            model.save(tmp)
+        write_json(output_dir / "train.json", asdict(summary))
     return summary
