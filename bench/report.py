@@ -79,8 +79,8 @@ def speed_section(s: dict) -> list[str]:
         "### Speed",
         "",
         "`bench/speed.py`: the default pipeline (`dvc repro`, stage by stage) and, on its data, "
-        "each train stage against a bare Keras loop of the identical model (same arrays, batch "
-        "size and validation data; no callbacks, no tracking), "
+        "each train stage against a bare Keras loop of the identical model (same arrays, sample "
+        "weights, batch size and validation data; no callbacks, no tracking), "
         f"{next(iter(s['train_vs_bare'].values()))['epochs']} epochs each with early stopping "
         "off, alternating; throughput is training documents × epochs / seconds in `fit`.",
         "",

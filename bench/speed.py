@@ -5,7 +5,8 @@
 2. On that run's processed data, for every model: the train stage as DVC runs it
    (`rnnops train NAME`, with its MLflow run, callbacks and atomic writes) against a
    bare Keras loop of the identical model (`build_model` + `compile_model`, then
-   `model.fit` on the same arrays with the same batch size and validation data, no
+   `model.fit` on the same arrays, with the same class weights (when the model has
+   them), batch size and validation data, no
    callbacks, no tracking), both for the same number of epochs with early stopping
    off, alternating, `--repeats` times each. Throughput is training documents ×
    epochs / seconds inside `fit`; the stage must reach ≥ 0.95× the bare loop.
@@ -46,7 +47,7 @@ def bare_loop(data_dir: str, model_json: str) -> None:
     from rnnops.io import read_json
     from rnnops.models import build_model, compile_model
     from rnnops.preprocess import load_dataset
-    from rnnops.train import seed_everything
+    from rnnops.train import sample_weights, seed_everything
 
     cfg = ModelConfig(**json.loads(model_json))
     labels = read_json(Path(data_dir) / "labels.json")
@@ -57,10 +58,16 @@ def bare_loop(data_dir: str, model_json: str) -> None:
         cfg, len(vocab["tokens"]), len(labels["labels"]), train.x.shape[1], labels["task"]
     )
     compile_model(model, cfg, labels["task"])
+    weights = (
+        sample_weights(train.y, len(labels["labels"]), labels["task"])
+        if cfg.class_weights
+        else None
+    )
     start = time.perf_counter()
     model.fit(
         train.x,
         train.y,
+        sample_weight=weights,
         validation_data=(val.x, val.y),
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,

@@ -33,7 +33,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.training import _links_env, sweep_env
 from rnnops import pipeline, tracking
-from rnnops.config import ConfigError, load_params
+from rnnops.config import ConfigError, load_params, parse_params
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -83,9 +83,8 @@ def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
     from rnnops.promote import Candidate, best_candidate
 
     files = pipeline.experiment_files(root, name)
-    params = yaml.safe_load(files.read_text("params.yaml"))
-    names = [*params["models"], *(params.get("ensembles") or {})]
-    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in names}
+    params = parse_params(yaml.safe_load(files.read_text("params.yaml")), f"experiment {name}")
+    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params.candidates}
     # The same choice as the promote stage (rnnops.promote.best_candidate).
     cand = best_candidate(
         [Candidate(m, "", "", None, vals) for m, vals in metrics.items()], metric
