@@ -47,7 +47,7 @@ def bare_loop(data_dir: str, model_json: str) -> None:
     from rnnops.io import read_json
     from rnnops.models import build_model, compile_model
     from rnnops.preprocess import load_dataset
-    from rnnops.train import sample_weights, seed_everything
+    from rnnops.train import fit_weights, seed_everything
 
     cfg = ModelConfig(**json.loads(model_json))
     labels = read_json(Path(data_dir) / "labels.json")
@@ -58,11 +58,7 @@ def bare_loop(data_dir: str, model_json: str) -> None:
         cfg, len(vocab["tokens"]), len(labels["labels"]), train.x.shape[1], labels["task"]
     )
     compile_model(model, cfg, labels["task"])
-    weights = (
-        sample_weights(train.y, len(labels["labels"]), labels["task"])
-        if cfg.class_weights
-        else None
-    )
+    weights = fit_weights(cfg, train.y, len(labels["labels"]), labels["task"])
     start = time.perf_counter()
     model.fit(
         train.x,

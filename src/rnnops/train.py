@@ -70,6 +70,11 @@ def sample_weights(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
     return (y * weights).max(axis=1).astype(np.float32)
 
 
+def fit_weights(cfg: ModelConfig, y: np.ndarray, n_labels: int, task: str) -> np.ndarray | None:
+    """The per-document weights `fit` trains with: class-balanced, or none."""
+    return sample_weights(y, n_labels, task) if cfg.class_weights else None
+
+
 def monitored(cfg: ModelConfig, task: str) -> tuple[str, str]:
     """The history column early stopping watches, and whether lower ('min') or higher is better."""
     if cfg.early_stopping_monitor == "val_loss":
@@ -140,7 +145,7 @@ def train_model(
     seed_everything(cfg.seed)
     max_len = train.x.shape[1]
     model = compile_model(build_model(cfg, vocab_size, n_labels, max_len, task), cfg, task)
-    weights = sample_weights(train.y, n_labels, task) if cfg.class_weights else None
+    weights = fit_weights(cfg, train.y, n_labels, task)
     start = time.perf_counter()
     fit = model.fit(
         train.x,
