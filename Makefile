@@ -50,7 +50,7 @@ bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (b
 
 test: install ## run every test: unit, integration (real DVC), behavioural and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m ""
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" --durations=15
 
 test-unit: install ## unit tests only (seconds)
 	$(BIN)/pytest -q tests/unit
