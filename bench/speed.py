@@ -90,9 +90,11 @@ def run_child(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float, float]:
 
 
 def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats: int) -> dict:
-    model_cfg = cfg.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
+    # The fit loop is what is compared: no early stopping, and no refit after it.
+    fixed = {"epochs": epochs, "early_stopping_patience": 0, "refit_epochs": 0}
+    model_cfg = cfg.model_copy(update=fixed)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"][name].update(epochs=epochs, early_stopping_patience=0)
+    params["models"][name].update(fixed)
     bench_params = project / "params.speed.yaml"
     bench_params.write_text(yaml.safe_dump(params, sort_keys=False))
     runs = {"stage": [], "bare": []}
@@ -210,7 +212,9 @@ def main() -> int:
                 "epochs_run": info["epochs_run"],
                 "train_seconds": info["train_seconds"],
             }
-        print(f"train stage vs bare Keras loop ({args.epochs} epochs, early stopping off):")
+        print(
+            f"train stage vs bare Keras loop ({args.epochs} epochs, early stopping and refit off):"
+        )
         comparisons = {
             name: compare_model(name, params.models[name], project, env, args.epochs, args.repeats)
             for name in names

@@ -137,6 +137,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
                     "epochs_run": summary.epochs_run,
                     "best_epoch": summary.best_epoch,
                     "trainable_params": summary.trainable_params,
+                    "refit_seconds": summary.refit_seconds,
                 }
             )
             tracking.log_artifact(out / "history.csv")
@@ -144,9 +145,10 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
             for name in ("vocab.json", "labels.json", "stats.json", "params.json"):
                 tracking.log_artifact(data_dir / name, "data")
     log.info(
-        "train@%s: %d epochs in %.1fs (best epoch %d, val_loss %.4f, %d parameters) -> %s",
+        "train@%s: %d epochs%s in %.1fs (best epoch %d, val_loss %.4f, %d parameters) -> %s",
         args.model,
         summary.epochs_run,
+        f" + {summary.refit_epochs} refit" if summary.refit_epochs else "",
         summary.train_seconds,
         summary.best_epoch,
         summary.best_val_loss,

@@ -132,6 +132,11 @@ class ModelConfig(_Strict):
     # loss, or the validation score (micro-F1 at 0.5 for multi-label, accuracy for single-label).
     early_stopping_monitor: Literal["val_loss", "val_score"] = "val_loss"
     class_weights: bool = False
+    # After early stopping has chosen the weights: this many more epochs on training +
+    # validation documents together, at learning_rate x refit_learning_rate_scale, so
+    # the model also learns from the documents held out to choose its epoch. 0: none.
+    refit_epochs: Annotated[int, Field(ge=0)] = 0
+    refit_learning_rate_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     seed: int = 42
 
     @field_validator("embedding_skip", mode="before")

@@ -122,3 +122,12 @@ def test_params_without_ensembles_are_valid():
     del raw["ensembles"]
     params = parse_params(raw)
     assert params.ensembles == {} and params.candidates == list(params.models)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("refit_epochs", -1), ("refit_learning_rate_scale", 0.0), ("refit_learning_rate_scale", 2)],
+)
+def test_refit_settings_are_checked(key, value):
+    msg = bad({f"models.lstm.{key}": value})
+    assert f"models.lstm.{key}" in msg

@@ -82,3 +82,49 @@ def test_val_score_monitor_keeps_the_best_scoring_epoch():
     # The restored weights are the best epoch's: evaluating them gives its accuracy.
     _, accuracy = model.evaluate(data.x, data.y, verbose=0)
     assert accuracy == pytest.approx(float(best["val_accuracy"]), abs=1e-6)
+
+
+def test_refit_learns_from_the_validation_documents():
+    from rnnops.train import refit_model, summarize
+
+    # Topic 2 appears only among the validation documents: the early-stopped model
+    # cannot know it; refitting on train + validation teaches it.
+    data = toy()
+    train = Dataset(
+        x=data.x[data.y < 2],
+        y=data.y[data.y < 2],
+        doc_ids=data.doc_ids[data.y < 2],
+        lengths=data.lengths[data.y < 2],
+    )
+    val = Dataset(
+        x=data.x[data.y == 2],
+        y=data.y[data.y == 2],
+        doc_ids=data.doc_ids[data.y == 2],
+        lengths=data.lengths[data.y == 2],
+    )
+    cfg = CFG.model_copy(
+        update={"learning_rate": 0.1, "refit_epochs": 30, "refit_learning_rate_scale": 0.5}
+    )
+    model, history, fit_seconds = train_model(cfg, train, val, "singlelabel", 12, 3)
+    before = model.predict(val.x, verbose=0).argmax(1)
+    assert (before == 2).mean() < 0.5
+    seconds = refit_model(model, cfg, train, val, "singlelabel", 3)
+    assert seconds > 0
+    assert (model.predict(val.x, verbose=0).argmax(1) == 2).mean() > 0.9
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    summary = summarize(
+        "m", cfg, "singlelabel", model, history, fit_seconds, train, val, None, seconds
+    )
+    assert summary.refit_epochs == 30
+    assert summary.train_seconds == pytest.approx(fit_seconds + seconds, abs=2e-3)
+    assert summary.seconds_per_epoch == pytest.approx(fit_seconds / len(history), abs=2e-3)
+
+
+def test_no_refit_leaves_the_weights_as_early_stopping_chose_them():
+    from rnnops.train import refit_model
+
+    data = toy()
+    model, _, _ = train_model(CFG, data, data, "singlelabel", 12, 3)
+    before = model.get_weights()
+    assert refit_model(model, CFG, data, data, "singlelabel", 3) == 0.0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
