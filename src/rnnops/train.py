@@ -135,6 +135,11 @@ def _callbacks(cfg: ModelConfig, extra: Sequence, task: str = "multilabel") -> l
     return callbacks + list(extra)
 
 
+def _require_finite_weights(model, step: str) -> None:
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise NonFiniteLossError(f"{step} left non-finite weights in the model")
+
+
 def train_model(
     cfg: ModelConfig,
     train: Dataset,
@@ -164,8 +169,7 @@ def train_model(
         callbacks=_callbacks(cfg, callbacks, task),
     )
     seconds = time.perf_counter() - start
-    if not all(np.isfinite(w).all() for w in model.get_weights()):
-        raise NonFiniteLossError("training left non-finite weights in the model")
+    _require_finite_weights(model, "training")
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     return model, history, seconds
@@ -189,13 +193,14 @@ def refit_model(
         return 0.0
     x = np.concatenate([train.x, val.x])
     y = np.concatenate([train.y, val.y])
-    model.optimizer.learning_rate.assign(cfg.learning_rate * cfg.refit_learning_rate_scale)
+    learning_rate = cfg.learning_rate * cfg.refit_learning_rate_scale
+    model.optimizer.learning_rate.assign(learning_rate)
     log.info(
         "refit: %d epoch(s) on %d training + %d validation documents at learning rate %g",
         cfg.refit_epochs,
         len(train.y),
         len(val.y),
-        cfg.learning_rate * cfg.refit_learning_rate_scale,
+        learning_rate,
     )
     start = time.perf_counter()
     model.fit(
@@ -215,8 +220,7 @@ def refit_model(
         ),
     )
     seconds = time.perf_counter() - start
-    if not all(np.isfinite(w).all() for w in model.get_weights()):
-        raise NonFiniteLossError("refitting left non-finite weights in the model")
+    _require_finite_weights(model, "refitting")
     return seconds
 
 
