@@ -82,7 +82,8 @@ def speed_section(s: dict) -> list[str]:
         "each train stage against a bare Keras loop of the identical model (same arrays, sample "
         "weights, batch size and validation data; no callbacks, no tracking), "
         f"{next(iter(s['train_vs_bare'].values()))['epochs']} epochs each with early stopping "
-        "and refit off, alternating; throughput is training documents × epochs / seconds in `fit`.",
+        "and refit off, alternating which side runs first; throughput is training documents × "
+        "epochs / seconds in `fit`, the fastest of each side's runs.",
         "",
         "| stage | seconds | peak MiB |",
         "|---|---|---|",

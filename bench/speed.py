@@ -8,8 +8,9 @@
    `model.fit` on the same arrays, with the same class weights (when the model has
    them), batch size and validation data, no
    callbacks, no tracking), both for the same number of epochs with early stopping
-   off, alternating, `--repeats` times each. Throughput is training documents ×
-   epochs / seconds inside `fit`; the stage must reach ≥ 0.95× the bare loop.
+   off, alternating (bare then stage, stage then bare, ...), `--repeats` times each.
+   Throughput is training documents × epochs / seconds inside `fit` (the fastest of
+   each side's runs); the stage must reach ≥ 0.95× the bare loop.
 
 Writes bench/results/speed.json.
 
@@ -98,7 +99,8 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
     bench_params = project / "params.speed.yaml"
     bench_params.write_text(yaml.safe_dump(params, sort_keys=False))
     runs = {"stage": [], "bare": []}
-    for i in range(repeats):
+
+    def run_bare() -> None:
         out, wall, peak = run_child(
             [
                 sys.executable,
@@ -119,6 +121,8 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
                 "documents": bare["documents"],
             }
         )
+
+    def run_stage(i: int) -> None:
         out_dir = project / f".speed/{name}{i}"
         _, wall, peak = run_child(
             [
@@ -144,6 +148,16 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
                 "documents": summary["train_documents"],
             }
         )
+
+    for i in range(repeats):
+        # Bare first in even rounds, the stage first in odd ones (ABBA...): a machine
+        # that speeds up or slows down during the comparison favours neither side.
+        if i % 2 == 0:
+            run_bare()
+            run_stage(i)
+        else:
+            run_stage(i)
+            run_bare()
         print(
             f"  {name} round {i + 1}: bare fit {runs['bare'][-1]['fit_seconds']:.1f}s, "
             f"stage fit {runs['stage'][-1]['fit_seconds']:.1f}s",
