@@ -198,7 +198,7 @@ def main() -> int:
         "--repeats",
         type=int,
         default=5,
-        help="alternating rounds per model (single fits vary by about ±10%% on 2 shared cores)",
+        help="alternating rounds per model (single fits vary from process to process)",
     )
     parser.add_argument("--models", default=None, help="subset of params.yaml models")
     parser.add_argument(
