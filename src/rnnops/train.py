@@ -1,7 +1,7 @@
 """train: fit one recurrent model on the processed data.
 
 Writes ``model.keras`` (Keras 3 native format), ``history.csv`` (one row per
-epoch) and ``train.json`` (time, epochs, parameter count) into the output
+epoch: its metrics and its wall time in ``seconds``) and ``train.json`` (time, epochs, parameter count) into the output
 directory.
 """
 
@@ -135,6 +135,33 @@ def _callbacks(cfg: ModelConfig, extra: Sequence, task: str = "multilabel") -> l
     return callbacks + list(extra)
 
 
+def epoch_clock():
+    """A Keras callback that times each epoch, from its start to the next one's.
+
+    First in the callback list, each interval covers the epoch's training steps, its
+    validation and every other callback's end-of-epoch work (the last one ends when
+    ``fit`` does). ``seconds`` has one entry per epoch run.
+    """
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.marks: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.marks.append(time.perf_counter())
+
+        def on_train_end(self, logs=None):
+            self.marks.append(time.perf_counter())
+
+        @property
+        def seconds(self) -> list[float]:
+            return np.diff(self.marks).tolist()
+
+    return EpochClock()
+
+
 def _require_finite_weights(model, step: str) -> None:
     if not all(np.isfinite(w).all() for w in model.get_weights()):
         raise NonFiniteLossError(f"{step} left non-finite weights in the model")
@@ -156,6 +183,7 @@ def train_model(
     max_len = train.x.shape[1]
     model = compile_model(build_model(cfg, vocab_size, n_labels, max_len, task), cfg, task)
     weights = fit_weights(cfg, train.y, n_labels, task)
+    clock = epoch_clock()
     start = time.perf_counter()
     fit = model.fit(
         train.x,
@@ -166,12 +194,13 @@ def train_model(
         epochs=cfg.epochs,
         shuffle=True,
         verbose=0,
-        callbacks=_callbacks(cfg, callbacks, task),
+        callbacks=[clock, *_callbacks(cfg, callbacks, task)],
     )
     seconds = time.perf_counter() - start
     _require_finite_weights(model, "training")
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    history["seconds"] = np.round(clock.seconds, 4)
     return model, history, seconds
 
 
