@@ -28,7 +28,15 @@ def set_param(project, section: str, name: str, key: str, value) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
+def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
+    """One project through a user's sequence: a first `dvc repro`, a no-op one, an
+    ensemble added, a member retrained, an invalid parameter and a missing member."""
+    import numpy as np
+
+    from rnnops import tracking
+    from rnnops.models import load_model
+    from rnnops.preprocess import load_dataset
+
     project, env = tiny_project
 
     first = run([DVC, "repro"], project, env)
@@ -74,40 +82,19 @@ def test_repro_then_noop_then_targeted_rerun_then_failure(tiny_project):
     shown = run([DVC, "metrics", "show", "--json"], project, env)
     assert "metrics/rnn.json" in shown.stdout and "metrics/lstm.json" in shown.stdout
 
-    set_param(project, "models", "lstm", "units", 5)
-    third = run([DVC, "repro"], project, env)
-    assert sorted(ran_stages(third.stdout)) == ["compare", "evaluate@lstm", "promote", "train@lstm"]
-
-    before = lock(project)
-    set_param(project, "models", "lstm", "kind", "transformer")
-    failed = run([DVC, "repro"], project, env, check=False)
-    assert failed.returncode != 0
-    assert "models.lstm.kind" in failed.stderr + failed.stdout
-    assert lock(project) == before
-
-
-def test_plots_overlay_every_model():
-    dvc_yaml = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    for plot in dvc_yaml["plots"]:
-        (spec,) = plot.values()
-        assert set(spec["y"]) == {f"models/{name}/history.csv" for name in params["models"]}
-
-
-def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
-    import numpy as np
-
-    from rnnops import tracking
-    from rnnops.models import load_model
-    from rnnops.preprocess import load_dataset
-
-    project, env = tiny_project
+    # An ensemble of the two trained models: only the ensemble's stages and the
+    # reports that read every model's metrics run.
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["ensembles"] = {"pair": {"members": ["rnn", "lstm"]}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    first = run([DVC, "repro"], project, env)
-    assert {"ensemble@pair", "evaluate_ensemble@pair"} <= set(ran_stages(first.stdout))
+    added = run([DVC, "repro"], project, env)
+    assert sorted(ran_stages(added.stdout)) == [
+        "compare",
+        "ensemble@pair",
+        "evaluate_ensemble@pair",
+        "promote",
+    ]
     test = load_dataset(project / "data/processed", "test")
     members = [load_model(project / f"models/{m}/model.keras") for m in ("rnn", "lstm")]
     ensemble = load_model(project / "ensembles/pair/model.keras")
@@ -147,13 +134,25 @@ def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
     out = pyfunc.predict(pd.DataFrame({"text": ["wheat exports rose", "oil prices fell"]}))
     assert len(out) == 2
 
-    # Retraining one member rebuilds the ensemble; nothing else of it is stale.
+    # Retraining one member retrains, re-evaluates and rebuilds only what depends on it.
     set_param(project, "models", "lstm", "units", 5)
     again = run([DVC, "repro"], project, env)
-    assert {"train@lstm", "ensemble@pair", "evaluate_ensemble@pair"} <= set(
-        ran_stages(again.stdout)
-    )
-    assert "train@rnn" not in ran_stages(again.stdout)
+    assert sorted(ran_stages(again.stdout)) == [
+        "compare",
+        "ensemble@pair",
+        "evaluate@lstm",
+        "evaluate_ensemble@pair",
+        "promote",
+        "train@lstm",
+    ]
+
+    before = lock(project)
+    set_param(project, "models", "lstm", "kind", "transformer")
+    failed = run([DVC, "repro"], project, env, check=False)
+    assert failed.returncode != 0
+    assert "models.lstm.kind" in failed.stderr + failed.stdout
+    assert lock(project) == before
+    set_param(project, "models", "lstm", "kind", "lstm")
 
     # A member that was never trained: exit 2 naming it, nothing written, run FAILED.
     empty = project / "no-models"
@@ -185,3 +184,11 @@ def test_ensemble_is_built_evaluated_compared_and_promotable(tiny_project):
         order_by=["attributes.start_time DESC"],
     )
     assert runs[0].info.status == "FAILED"
+
+
+def test_plots_overlay_every_model():
+    dvc_yaml = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    for plot in dvc_yaml["plots"]:
+        (spec,) = plot.values()
+        assert set(spec["y"]) == {f"models/{name}/history.csv" for name in params["models"]}
