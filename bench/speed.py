@@ -15,10 +15,13 @@
    Throughput is training documents / seconds of the fastest steady epoch (every
    epoch but each fit's first, which also traces the functions) over all of a side's
    runs; the stage must reach ≥ 0.95× the bare loop. The fastest, not the mean: on a
-   shared 2-core machine some epochs take 20-30 % longer with the same CPU time while
-   the cores show idle (the virtual CPUs are not running), in either side's runs, so
-   that delay only ever adds. Whole `fit` times (best of each side) are reported
-   beside it as `fit_ratio`.
+   shared 2-core machine some epochs take 20-80 % longer than others of the same fit,
+   in either side's runs (some with the same CPU time while the cores show idle, some
+   with more), and such a delay only ever adds. Whole `fit` times (best of each side) are reported
+   beside it as `fit_ratio`, and so is `cpu_ratio`: the median CPU time (the process's,
+   every thread's) of a steady epoch, bare over stage, which extra work the stage did
+   during training, in any thread, would lower. It varies too: in slow periods the
+   threads that wait on each other also spend more CPU time.
 
 Writes bench/results/speed.json.
 
@@ -36,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +92,7 @@ def bare_loop(data_dir: str, model_json: str) -> None:
             {
                 "fit_seconds": seconds,
                 "epoch_seconds": clock.seconds,
+                "epoch_cpu_seconds": clock.cpu_seconds,
                 "documents": len(train.y),
                 "peak_mib": peak,
             }
@@ -136,6 +141,7 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
             {
                 "fit_seconds": bare["fit_seconds"],
                 "epoch_seconds": [round(e, 4) for e in bare["epoch_seconds"]],
+                "epoch_cpu_seconds": [round(e, 4) for e in bare["epoch_cpu_seconds"]],
                 "process_seconds": wall,
                 "peak_mib": peak,
                 "documents": bare["documents"],
@@ -161,11 +167,16 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
         )
         summary = json.loads((out_dir / "train.json").read_text())
         history = (out_dir / "history.csv").read_text().splitlines()
-        column = history[0].split(",").index("seconds")
+        columns = history[0].split(",")
+
+        def column(key: str) -> list[float]:
+            return [float(row.split(",")[columns.index(key)]) for row in history[1:]]
+
         runs["stage"].append(
             {
                 "fit_seconds": summary["train_seconds"],
-                "epoch_seconds": [float(row.split(",")[column]) for row in history[1:]],
+                "epoch_seconds": column("seconds"),
+                "epoch_cpu_seconds": column("cpu_seconds"),
                 "process_seconds": wall,
                 "peak_mib": peak,
                 "documents": summary["train_documents"],
@@ -198,6 +209,9 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
     def steady_epoch(kind: str) -> float:
         return min(e for r in runs[kind] for e in r["epoch_seconds"][1:])
 
+    def steady_cpu(kind: str) -> float:
+        return float(np.median([e for r in runs[kind] for e in r["epoch_cpu_seconds"][1:]]))
+
     docs = runs["stage"][0]["documents"]
     throughput = {k: docs / steady_epoch(k) for k in runs}
     return {
@@ -212,6 +226,9 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
         "bare_fit_seconds": round(best("bare", "fit_seconds"), 2),
         "stage_fit_seconds": round(best("stage", "fit_seconds"), 2),
         "fit_ratio": round(best("bare", "fit_seconds") / best("stage", "fit_seconds"), 3),
+        "bare_cpu_seconds_per_epoch": round(steady_cpu("bare"), 3),
+        "stage_cpu_seconds_per_epoch": round(steady_cpu("stage"), 3),
+        "cpu_ratio": round(steady_cpu("bare") / steady_cpu("stage"), 3),
         "bare_process_seconds": round(best("bare", "process_seconds"), 1),
         "stage_process_seconds": round(best("stage", "process_seconds"), 1),
         "bare_peak_mib": round(max(r["peak_mib"] for r in runs["bare"]), 1),
@@ -283,15 +300,18 @@ def main() -> int:
     print(f"| **whole pipeline** | **{total:.1f}** ({total / 60:.1f} min) | |")
     print(
         "\n| model | bare docs/s | stage docs/s | ratio | s/epoch bare | s/epoch stage | "
-        "fit s bare | fit s stage | fit ratio | peak MiB bare | peak MiB stage |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "fit s bare | fit s stage | fit ratio | CPU s/epoch bare | CPU s/epoch stage | "
+        "CPU ratio | peak MiB bare | peak MiB stage |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, c in comparisons.items():
         print(
             f"| {name} | {c['bare_docs_per_second']:.0f} | {c['stage_docs_per_second']:.0f} | "
             f"{c['throughput_ratio']:.3f} | {c['bare_seconds_per_epoch']:.2f} | "
             f"{c['stage_seconds_per_epoch']:.2f} | {c['bare_fit_seconds']:.1f} | "
-            f"{c['stage_fit_seconds']:.1f} | {c['fit_ratio']:.3f} | {c['bare_peak_mib']:.0f} | "
+            f"{c['stage_fit_seconds']:.1f} | {c['fit_ratio']:.3f} | "
+            f"{c['bare_cpu_seconds_per_epoch']:.2f} | {c['stage_cpu_seconds_per_epoch']:.2f} | "
+            f"{c['cpu_ratio']:.3f} | {c['bare_peak_mib']:.0f} | "
             f"{c['stage_peak_mib']:.0f} |"
         )
     worst = min(c["throughput_ratio"] for c in comparisons.values())

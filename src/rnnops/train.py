@@ -1,7 +1,8 @@
 """train: fit one recurrent model on the processed data.
 
 Writes ``model.keras`` (Keras 3 native format), ``history.csv`` (one row per
-epoch: its metrics and its wall time in ``seconds``) and ``train.json`` (time, epochs, parameter count) into the output
+epoch: its metrics, its wall time in ``seconds`` and this process's CPU time, all
+threads, in ``cpu_seconds``) and ``train.json`` (time, epochs, parameter count) into the output
 directory.
 """
 
@@ -140,24 +141,32 @@ def epoch_clock():
 
     First in the callback list, each interval covers the epoch's training steps, its
     validation and every other callback's end-of-epoch work (the last one ends when
-    ``fit`` does). ``seconds`` has one entry per epoch run.
+    ``fit`` does). ``seconds`` (wall) and ``cpu_seconds`` (the process's CPU time, every
+    thread's) have one entry per epoch run.
     """
     import keras
 
     class EpochClock(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.marks: list[float] = []
+            self.marks: list[tuple[float, float]] = []
+
+        def _mark(self):
+            self.marks.append((time.perf_counter(), time.process_time()))
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.marks.append(time.perf_counter())
+            self._mark()
 
         def on_train_end(self, logs=None):
-            self.marks.append(time.perf_counter())
+            self._mark()
 
         @property
         def seconds(self) -> list[float]:
-            return np.diff(self.marks).tolist()
+            return np.diff([wall for wall, _ in self.marks]).tolist()
+
+        @property
+        def cpu_seconds(self) -> list[float]:
+            return np.diff([cpu for _, cpu in self.marks]).tolist()
 
     return EpochClock()
 
@@ -201,6 +210,7 @@ def train_model(
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = np.round(clock.seconds, 4)
+    history["cpu_seconds"] = np.round(clock.cpu_seconds, 4)
     return model, history, seconds
 
 
