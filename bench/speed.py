@@ -25,7 +25,7 @@
 
 Writes bench/results/speed.json.
 
-    NLTK_DATA=/path/to/nltk_data python bench/speed.py [--epochs 3] [--repeats 5]
+    NLTK_DATA=/path/to/nltk_data python bench/speed.py [--epochs 6] [--repeats 4]
 """
 
 from __future__ import annotations
@@ -245,13 +245,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--epochs", type=int, default=3, help="epochs per timed training (at least 2)"
+        "--epochs", type=int, default=6, help="epochs per timed training (at least 2)"
     )
     parser.add_argument(
         "--repeats",
         type=int,
-        default=5,
-        help="alternating rounds per model (single fits vary from process to process)",
+        default=4,
+        help="alternating rounds per model: each side gets repeats × (epochs - 1) steady "
+        "epochs to take the fastest of",
     )
     parser.add_argument("--models", default=None, help="subset of params.yaml models")
     parser.add_argument(
