@@ -17,8 +17,8 @@
    runs; the stage must reach ≥ 0.95× the bare loop. The fastest, not the mean: on a
    shared 2-core machine some epochs take 20-80 % longer than others of the same fit,
    in either side's runs (some with the same CPU time while the cores show idle, some
-   with more), and such a delay only ever adds. Whole `fit` times (best of each side) are reported
-   beside it as `fit_ratio`, and so is `cpu_ratio`: the median CPU time (the process's,
+   with more), and such a delay only ever adds. Whole `fit` times (best of each side)
+   are reported beside it as `fit_ratio`, and so is `cpu_ratio`: the median CPU time (the process's,
    every thread's) of a steady epoch, bare over stage, which extra work the stage did
    during training, in any thread, would lower. It varies too: in slow periods the
    threads that wait on each other also spend more CPU time.
@@ -31,6 +31,7 @@ Writes bench/results/speed.json.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -166,17 +167,13 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
             env,
         )
         summary = json.loads((out_dir / "train.json").read_text())
-        history = (out_dir / "history.csv").read_text().splitlines()
-        columns = history[0].split(",")
-
-        def column(key: str) -> list[float]:
-            return [float(row.split(",")[columns.index(key)]) for row in history[1:]]
-
+        with open(out_dir / "history.csv", newline="") as f:
+            history = list(csv.DictReader(f))
         runs["stage"].append(
             {
                 "fit_seconds": summary["train_seconds"],
-                "epoch_seconds": column("seconds"),
-                "epoch_cpu_seconds": column("cpu_seconds"),
+                "epoch_seconds": [float(row["seconds"]) for row in history],
+                "epoch_cpu_seconds": [float(row["cpu_seconds"]) for row in history],
                 "process_seconds": wall,
                 "peak_mib": peak,
                 "documents": summary["train_documents"],

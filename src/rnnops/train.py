@@ -2,8 +2,8 @@
 
 Writes ``model.keras`` (Keras 3 native format), ``history.csv`` (one row per
 epoch: its metrics, its wall time in ``seconds`` and this process's CPU time, all
-threads, in ``cpu_seconds``) and ``train.json`` (time, epochs, parameter count) into the output
-directory.
+threads, in ``cpu_seconds``) and ``train.json`` (time, epochs, parameter count)
+into the output directory.
 """
 
 from __future__ import annotations
