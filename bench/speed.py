@@ -46,7 +46,6 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -137,20 +136,16 @@ def paced_pair(sides: dict[str, list[str]], cwd: Path, env: dict, logs: Path) ->
                 proc.wait()
 
 
-def _failure(procs: dict, logs: Path, failed: str | None = None) -> str:
+def _failure(procs: dict, logs: Path, failed: str) -> str:
     """The failed side's exit status and the end of its stderr; the other side is stopped."""
-    if failed in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            procs[failed].wait(timeout=30)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        procs[failed].wait(timeout=30)
     for proc in procs.values():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return "\n".join(
-        f"--- {name} (exit {proc.returncode}):\n{(logs / f'{name}.err').read_text()[-3000:]}"
-        for name, proc in procs.items()
-        if failed in (None, name)
-    )
+    stderr = (logs / f"{failed}.err").read_text()[-3000:]
+    return f"--- {failed} (exit {procs[failed].returncode}):\n{stderr}"
 
 
 def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats: int) -> dict:
