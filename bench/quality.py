@@ -2,14 +2,26 @@
 
 Trains every model of ``params.yaml`` with the pipeline's own stage code
 (ingest → preprocess → train → evaluate, then ensemble → evaluate for every
-ensemble whose members are trained) on each task and seed, computes the
-TF-IDF + linear SVM and majority-class baselines on the same splits in the same
-run, and prints one table (mean ± standard deviation over seeds) with the issue's
-targets and the published reference. The behavioural checks run on the best
-90-topic model. Writes bench/results/quality.json and bench/results/quality.png.
+ensemble whose members are trained) on each task and seed, and beside every model
+with an embedding skip its two ablation twins (``rnnops.ablation``: the same network
+without its recurrent layers, and without its skip; a twin that ``params.yaml``
+already defines is that model, otherwise it is trained here as ``NAME-skip-only`` /
+``NAME-no-skip``). Computes the TF-IDF + linear SVM and majority-class baselines on
+the same splits in the same run, and prints the tables (mean ± standard deviation
+over seeds) with the targets and the published reference.
+
+Every "best" is chosen by the **validation** mean of the task's headline metric and
+reported with its test mean: test never selects. The behavioural checks run on the
+90-topic model that validation picks. Writes bench/results/quality.json and
+bench/results/quality.png.
+
+Candidate models (``bench/candidates.yaml``: a model of params.yaml with some keys
+changed) are trained beside the defaults, with their twins, so the rule for joining the
+defaults can be checked before a candidate is added.
 
     NLTK_DATA=/path/to/nltk_data python bench/quality.py [--seeds 42,43,44]
-        [--tasks r8,r52,topics90] [--models rnn,lstm] [--set models.lstm.epochs=2 ...]
+        [--tasks topics90,r8,r52] [--models rnn,lstm] [--candidates bench/candidates.yaml]
+        [--no-twins] [--set models.lstm.epochs=2 ...]
 
 Seed s trains each model with its own ``seed`` shifted by s - 42: with every model at
 seed 42 that is seed s; two members differing only in seed stay different.
@@ -42,8 +54,13 @@ TASKS = {
 }
 # The headline metric per task: accuracy for the single-label sets, micro-F1 for 90 topics.
 HEADLINE = {"r8": "accuracy", "r52": "accuracy", "topics90": "micro_f1"}
-TARGETS = {"r8": 0.973, "r52": 0.940, "topics90": 0.87}
-SIMPLE_RNN_R8_TARGET = 0.93
+# The best single recurrent model (no ensemble), per task.
+TARGETS = {"r8": 0.975, "r52": 0.942, "topics90": 0.872}
+NO_SKIP_TARGET = 0.86  # the best recurrent model without an embedding skip, 90 topics
+ARTICLE_TARGETS = {"r8": 0.93, "topics90": 0.80}  # Embedding → SimpleRNN → SimpleRNN → Dense
+ENSEMBLE_TARGET = 0.889  # 90 topics
+# A model earns its place when it beats its skip-only twin by these (90 topics, seed means).
+TWIN_MARGIN = {"micro_f1": 0.005, "macro_f1": 0.02}
 # Published recurrent result on the same split (Adhikari et al., 2019: a regularised
 # BiLSTM distilled from BERT, with pretrained word vectors), 90 topics, micro-F1.
 PUBLISHED = {"model": "published: BiLSTM (reg., distilled from BERT)", "topics90": 0.889}
@@ -73,6 +90,7 @@ def evaluate_row(name, evaluate_cfg, model_dir: Path, data_dir: Path, work: Path
     )
     return {
         **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
+        **{f"val_{k}": metrics["validation"][k] for k in ("accuracy", "micro_f1", "macro_f1")},
         "model_dir": str(model_dir),
         "report_dir": str(work / "reports" / name),
     }
@@ -82,7 +100,7 @@ def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> d
     from rnnops.train import run_train
 
     model_dir = work / "models" / name
-    summary = run_train(name, cfg, data_dir, model_dir)
+    summary = run_train(name, cfg, data_dir, model_dir, pretrained_dir=data_dir / "pretrained")
     return {
         **evaluate_row(name, evaluate_cfg, model_dir, data_dir, work),
         "train_seconds": summary.train_seconds,
@@ -134,6 +152,7 @@ def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
 def behavioural_only(out: Path) -> int:
     from rnnops.ingest import run_ingest
     from rnnops.preprocess import run_preprocess
+    from rnnops.pretrain import run_pretrain
 
     result = json.loads(out.read_text())
     name, seed = result["behavioural"]["model"], result["behavioural"]["seed"]
@@ -146,6 +165,7 @@ def behavioural_only(out: Path) -> int:
         raw_path, data_dir = tmp / "reuters.parquet", tmp / "topics90" / "data"
         run_ingest(params.ingest, raw_path, ROOT)
         run_preprocess(params.preprocess.model_copy(update=TASKS["topics90"]), raw_path, data_dir)
+        run_pretrain(params.pretrain, data_dir, data_dir / "pretrained")
         work = tmp / "work"
         if name in params.ensembles:
             members = params.ensembles[name].members
@@ -179,7 +199,16 @@ def aggregate(runs: list[dict]) -> dict:
     for task, models in table.items():
         for model, rows in models.items():
             entry = {"seeds": [r["seed"] for r in rows]}
-            for key in ("accuracy", "micro_f1", "macro_f1", "train_seconds", "seconds_per_epoch"):
+            for key in (
+                "accuracy",
+                "micro_f1",
+                "macro_f1",
+                "val_accuracy",
+                "val_micro_f1",
+                "val_macro_f1",
+                "train_seconds",
+                "seconds_per_epoch",
+            ):
                 vals = [r[key] for r in rows if r.get(key) is not None]
                 if vals:
                     entry[key] = [round(v, 4) for v in mean_sd(vals)]
@@ -264,6 +293,196 @@ def plot(summary: dict, models: list[str], tasks: list[str], path: Path) -> None
     plt.close(fig)
 
 
+def load_candidates(path: Path | None, params) -> dict:
+    """Candidate configs by name: ``{name: {base: MODEL, set: {key: value}}}`` in ``path``."""
+    from rnnops.config import ModelConfig
+
+    if path is None:
+        return {}
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    out = {}
+    for name, entry in raw.items():
+        unknown = set(entry) - {"base", "set"}
+        if unknown or entry.get("base") not in params.models or name in params.models:
+            raise SystemExit(
+                f"{path}: {name}: needs base: (one of {', '.join(params.models)}) and set:, "
+                f"and a name that params.yaml does not use (unknown keys: {sorted(unknown)})"
+            )
+        base = params.models[entry["base"]].model_dump()
+        out[name] = ModelConfig.model_validate({**base, **(entry.get("set") or {})})
+    return out
+
+
+def with_twins(params, models: list[str], candidates: dict) -> tuple[dict, dict]:
+    """Every model to train (configs by name, twins included) and the twins of each."""
+    from rnnops.ablation import NO_SKIP, SKIP_ONLY, find_twins, twins_of
+
+    configs = {**{m: params.models[m] for m in models}, **candidates}
+    twins = find_twins(configs)
+    for name, roles in twins.items():
+        for role, twin_cfg in twins_of(configs[name]).items():
+            if roles[role] is None:
+                roles[role] = f"{name}-{role.replace('_', '-')}"
+                configs[roles[role]] = twin_cfg
+    assert all(set(r) == {SKIP_ONLY, NO_SKIP} for r in twins.values())
+    return configs, twins
+
+
+def pick(summary: dict, task: str, names: list[str]) -> str | None:
+    """The name with the best validation mean of the task's headline metric."""
+    key = f"val_{HEADLINE[task]}"
+    names = [n for n in names if key in summary.get(task, {}).get(n, {})]
+    return max(names, key=lambda n: summary[task][n][key][0]) if names else None
+
+
+def verdict(summary: dict, task: str, name: str | None, target: float) -> dict:
+    if name is None:
+        return {"model": None, "value": None, "sd": None, "target": target, "met": False}
+    mean, sd = summary[task][name][HEADLINE[task]]
+    return {"model": name, "value": mean, "sd": sd, "target": target, "met": mean >= target}
+
+
+def twin_rows(summary: dict, twins: dict, names: list[str]) -> list[dict]:
+    """90 topics: each model with a skip beside its twins, and whether it earns its place."""
+    task = summary.get("topics90", {})
+    rows = []
+    for name in names:
+        if name not in twins or name not in task:
+            continue
+        row = {"model": name, **{k: task[name][k] for k in ("micro_f1", "macro_f1")}}
+        for role, twin in twins[name].items():
+            row[role] = twin
+            row[f"{role}_scores"] = {k: task.get(twin, {}).get(k) for k in ("micro_f1", "macro_f1")}
+        only = row["skip_only_scores"]
+        row["margin"] = {
+            k: None if only[k] is None else round(row[k][0] - only[k][0], 4) for k in TWIN_MARGIN
+        }
+        row["earns_its_place"] = all(
+            row["margin"][k] is not None and row["margin"][k] >= v for k, v in TWIN_MARGIN.items()
+        )
+        rows.append(row)
+    return rows
+
+
+def render_twins(rows: list[dict]) -> str:
+    def cell(pair):
+        return "–" if pair is None else f"{pair[0]:.4f} ± {pair[1]:.4f}"
+
+    lines = [
+        "| model | micro-F1 | macro-F1 | skip-only twin: micro-F1 | macro-F1 | no-skip twin: "
+        "micro-F1 | macro-F1 | ahead of skip-only twin (micro / macro) | earns its place |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["margin"]
+        lines.append(
+            f"| {r['model']} | {cell(r['micro_f1'])} | {cell(r['macro_f1'])} "
+            f"| {cell(r['skip_only_scores']['micro_f1'])} "
+            f"| {cell(r['skip_only_scores']['macro_f1'])} "
+            f"| {cell(r['no_skip_scores']['micro_f1'])} | {cell(r['no_skip_scores']['macro_f1'])} "
+            f"| {m['micro_f1']:+.4f} / {m['macro_f1']:+.4f} "
+            f"| {'yes' if r['earns_its_place'] else '**no**'} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(
+    out: Path,
+    tasks: list[str],
+    all_tasks: list[str],
+    runs: list[dict],
+    baselines: list[dict],
+    checks: dict,
+    configs: dict,
+    twins: dict,
+    generated: list[str],
+    models: list[str],
+    ensembles: dict,
+    overrides: dict,
+    seeds: list[int],
+    started: float,
+) -> dict:
+    """Summarise the tasks done so far and write quality.json and its plot (after every task,
+    so a long run that is stopped keeps what it finished)."""
+    clean = [{k: v for k, v in r.items() if k not in ("model_dir", "report_dir")} for r in runs]
+    recurrent = [*configs, *ensembles]
+    rows = [*recurrent, "tfidf_linear_svm", "majority_class"]
+    summary = aggregate(clean + [{**b, "seed": None} for b in baselines])
+    table = render_table(summary, rows, tasks)
+    ablation = twin_rows(summary, twins, list(twins))
+    twins_table = render_twins(ablation) if ablation and "topics90" in tasks else ""
+    print(f"\n{table}\n\n{twins_table}\n")
+
+    # The defaults' recurrent models: neither candidates, twins nor bags of embeddings.
+    single = [m for m in models if configs[m].layers]
+    no_skip = [m for m in models if configs[m].layers and not configs[m].embedding_skip]
+    article = [
+        m
+        for m in models
+        if configs[m].kind == "simple_rnn"
+        and configs[m].layers == 2
+        and configs[m].pooling == "last"
+        and not configs[m].embedding_skip
+    ]
+    verdicts = {}
+    for task in tasks:
+        v = verdict(summary, task, pick(summary, task, single), TARGETS[task])
+        v["baseline"] = summary[task]["tfidf_linear_svm"][HEADLINE[task]][0]
+        verdicts[f"best_single_{task}"] = v
+        if task in ARTICLE_TARGETS:
+            verdicts[f"article_{task}"] = verdict(
+                summary, task, pick(summary, task, article), ARTICLE_TARGETS[task]
+            )
+    if "topics90" in tasks:
+        verdicts["no_skip_topics90"] = verdict(
+            summary, "topics90", pick(summary, "topics90", no_skip), NO_SKIP_TARGET
+        )
+        if ensembles:
+            verdicts["ensemble_topics90"] = verdict(
+                summary, "topics90", pick(summary, "topics90", list(ensembles)), ENSEMBLE_TARGET
+            )
+        verdicts["every_model_ahead_of_its_skip_only_twin"] = {
+            "models": {r["model"]: r["earns_its_place"] for r in ablation},
+            "met": bool(ablation) and all(r["earns_its_place"] for r in ablation),
+        }
+    for key, v in verdicts.items():
+        if "value" in v:
+            shown = "–" if v["value"] is None else f"{v['value']:.4f} ± {v['sd']:.4f}"
+            print(
+                f"{key}: {v['model']} {shown} (target {v['target']}: "
+                f"{'met' if v['met'] else 'NOT met'})"
+            )
+        else:
+            print(f"{key}: {'met' if v['met'] else 'NOT met'} {v['models']}")
+    total = round(time.perf_counter() - started, 1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(summary, rows, tasks, out.with_suffix(".png"))
+    result = {
+        "overrides": overrides,
+        "seeds": seeds,
+        "tasks": tasks,
+        "complete": tasks == all_tasks,
+        "models": models,
+        "twins": twins,
+        "generated_twins": generated,
+        "candidates": [n for n in configs if n not in models and n not in generated],
+        "ensembles": ensembles,
+        "summary": summary,
+        "verdicts": verdicts,
+        "ablation": ablation,
+        "published": PUBLISHED,
+        "behavioural": checks,
+        "runs": clean,
+        "baselines": baselines,
+        "table_markdown": table,
+        "twins_markdown": twins_table,
+        "total_seconds": total,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,6 +490,23 @@ def main() -> int:
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated model seeds")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)}")
     parser.add_argument("--models", default=None, help="subset of params.yaml models")
+    parser.add_argument(
+        "--candidates",
+        default=str(ROOT / "bench/candidates.yaml"),
+        help="YAML of candidate models trained beside the defaults ('' for none)",
+    )
+    parser.add_argument(
+        "--candidate-tasks",
+        default="topics90",
+        help="tasks the candidates (and twins generated for them) are trained on; the rule "
+        "for joining the defaults is defined on the 90 topics",
+    )
+    parser.add_argument(
+        "--no-twins",
+        action="store_true",
+        help="train no ablation twin that params.yaml does not define (faster; the ablation "
+        "table then shows only the twins the params have)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -299,17 +535,28 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
     models = args.models.split(",") if args.models else list(params.models)
-    ensembles = {
-        name: e.members for name, e in params.ensembles.items() if set(e.members) <= set(models)
-    }
     missing = set(models) - set(params.models)
     if missing:
         parser.error(f"model(s) {sorted(missing)} not in params.yaml; have {list(params.models)}")
+    ensembles = {
+        name: e.members for name, e in params.ensembles.items() if set(e.members) <= set(models)
+    }
+    candidates = load_candidates(Path(args.candidates) if args.candidates else None, params)
+    configs, twins = with_twins(params, models, candidates)
+    if args.no_twins:
+        configs = {n: c for n, c in configs.items() if n in models or n in candidates}
+        twins = {
+            n: {role: t if t in configs else None for role, t in r.items()}
+            for n, r in twins.items()
+        }
+    generated = [n for n in configs if n not in models and n not in candidates]
 
     from rnnops.ingest import run_ingest
     from rnnops.preprocess import run_preprocess
+    from rnnops.pretrain import run_pretrain
 
-    runs, baselines, checks, started = [], [], {}, time.perf_counter()
+    runs, baselines, started = [], [], time.perf_counter()
+    best_rows, checks, done = {}, {}, []
     with tempfile.TemporaryDirectory(prefix="rnnops-quality-") as tmp:
         tmp = Path(tmp)
         raw_path = tmp / "reuters.parquet"
@@ -318,95 +565,64 @@ def main() -> int:
             data_dir = tmp / task / "data"
             pre = params.preprocess.model_copy(update=TASKS[task])
             info = run_preprocess(pre, raw_path, data_dir)
+            run_pretrain(params.pretrain, data_dir, data_dir / "pretrained")
             print(f"\n== {task}: {info.labels} labels, splits {info.splits}", flush=True)
             for base in (tfidf_svm(raw_path, data_dir), majority_class(data_dir)):
                 baselines.append({"task": task, **base})
                 print(f"  {base['model']:<18} {HEADLINE[task]}={base[HEADLINE[task]]:.4f}")
-            best = None
             for seed in seeds:
                 work = tmp / task / f"seed{seed}"
-                for name in [*models, *ensembles]:
+                for name in [*configs, *ensembles]:
+                    extra = name not in models and name not in ensembles
+                    if extra and task not in args.candidate_tasks.split(","):
+                        continue
                     if name in ensembles:
                         row = ensemble_and_evaluate(
                             name, ensembles[name], params.evaluate, data_dir, work
                         )
                         how = f"mean of {'+'.join(ensembles[name])}"
                     else:
-                        cfg = seeded(params.models[name], seed)
+                        cfg = seeded(configs[name], seed)
                         row = train_and_evaluate(name, cfg, params.evaluate, data_dir, work)
                         how = f"{row['epochs']} epochs {row['train_seconds']:.0f}s"
                     row.update(task=task, model=name, seed=seed)
                     runs.append(row)
                     print(
-                        f"  {name:<8} seed {seed}: {HEADLINE[task]}={row[HEADLINE[task]]:.4f} "
-                        f"macro-F1={row['macro_f1']:.4f} {how}",
+                        f"  {name:<18} seed {seed}: {HEADLINE[task]}={row[HEADLINE[task]]:.4f} "
+                        f"macro-F1={row['macro_f1']:.4f} (validation "
+                        f"{row['val_' + HEADLINE[task]]:.4f}) {how}",
                         flush=True,
                     )
-                    first = task == "topics90" and seed == seeds[0]
-                    if first and (best is None or row["micro_f1"] > best["micro_f1"]):
-                        best = row
-            if best is not None:
-                print(f"  behavioural checks on {best['model']} (seed {best['seed']}):")
+                    if task == "topics90" and seed == seeds[0]:
+                        best_rows[name] = row
+            if task == "topics90" and best_rows:
+                # Validation picks the model the behavioural checks run on.
+                candidates = [*models, *ensembles]
+                chosen = max(candidates, key=lambda n: best_rows[n]["val_micro_f1"])
+                print(f"  behavioural checks on {chosen} (seed {seeds[0]}):")
                 checks = {
-                    "model": best["model"],
-                    "seed": best["seed"],
-                    "results": behavioural(best, data_dir, raw_path),
+                    "model": chosen,
+                    "seed": seeds[0],
+                    "results": behavioural(best_rows[chosen], data_dir, raw_path),
                 }
-
-    for row in runs:
-        row.pop("model_dir", None), row.pop("report_dir", None)
-    recurrent = [*models, *ensembles]
-    rows = [*recurrent, "tfidf_linear_svm", "majority_class"]
-    summary = aggregate(runs + [{**b, "seed": None} for b in baselines])
-    table = render_table(summary, rows, tasks)
-    print(f"\n{table}\n")
-    verdicts = {}
-    for task in tasks:
-        entries = {m: summary[task][m][HEADLINE[task]][0] for m in recurrent}
-        best_model = max(entries, key=entries.get)
-        verdicts[task] = {
-            "best_recurrent": best_model,
-            "value": entries[best_model],
-            "target": TARGETS[task],
-            "met": entries[best_model] >= TARGETS[task],
-            "baseline": summary[task]["tfidf_linear_svm"][HEADLINE[task]][0],
-        }
-        print(
-            f"{task}: best recurrent {best_model} {entries[best_model]:.4f} "
-            f"(target {TARGETS[task]}, {'met' if verdicts[task]['met'] else 'NOT met'}; "
-            f"TF-IDF + SVM {verdicts[task]['baseline']:.4f})"
-        )
-    simple = [m for m in models if params.models[m].kind == "simple_rnn"]
-    if "r8" in tasks and simple:
-        best_simple = max(simple, key=lambda m: summary["r8"][m]["accuracy"][0])
-        value = summary["r8"][best_simple]["accuracy"][0]
-        verdicts["simple_rnn_r8"] = {
-            "model": best_simple,
-            "value": value,
-            "target": SIMPLE_RNN_R8_TARGET,
-            "met": value >= SIMPLE_RNN_R8_TARGET,
-        }
-        print(f"r8: best SimpleRNN {best_simple} {value:.4f} (target {SIMPLE_RNN_R8_TARGET})")
-    total = round(time.perf_counter() - started, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot(summary, rows, tasks, out.with_suffix(".png"))
-    result = {
-        "overrides": overrides,
-        "seeds": seeds,
-        "tasks": tasks,
-        "models": models,
-        "ensembles": ensembles,
-        "summary": summary,
-        "verdicts": verdicts,
-        "published": PUBLISHED,
-        "behavioural": checks,
-        "runs": runs,
-        "baselines": baselines,
-        "table_markdown": table,
-        "total_seconds": total,
-    }
-    out.write_text(json.dumps(result, indent=2) + "\n")
+            done.append(task)
+            result = write_results(
+                Path(args.out),
+                done,
+                tasks,
+                runs,
+                baselines,
+                checks,
+                configs,
+                twins,
+                generated,
+                models,
+                ensembles,
+                overrides,
+                seeds,
+                started,
+            )
+    total, out = result["total_seconds"], Path(args.out)
     print(f"\nwrote {out} and {out.with_suffix('.png')} in {total / 60:.1f} min")
     return 0
 

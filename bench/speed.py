@@ -4,7 +4,7 @@
    project: wall time and peak memory per stage.
 2. On that run's processed data, for every model: the train stage as DVC runs it
    (`rnnops train NAME`, with its MLflow run, callbacks and atomic writes) against a
-   bare Keras loop of the identical model (`build_model` + `compile_model`, then
+   bare Keras loop of the identical model (`rnnops.train.new_model`, then
    `model.fit` on the same arrays, with the same class weights (when the model has
    them), batch size and validation data, no tracking and no callbacks), both for the
    same number of epochs with early stopping and refit off, `--repeats` rounds.
@@ -61,9 +61,8 @@ def bare_loop(data_dir: str, model_json: str) -> None:
     from pace import channel_from_env, install
     from rnnops.config import ModelConfig
     from rnnops.io import read_json
-    from rnnops.models import build_model, compile_model
     from rnnops.preprocess import load_dataset
-    from rnnops.train import fit_weights, seed_everything
+    from rnnops.train import fit_weights, initial_embeddings, new_model, seed_everything
 
     install(channel_from_env())
     cfg = ModelConfig(**json.loads(model_json))
@@ -71,10 +70,10 @@ def bare_loop(data_dir: str, model_json: str) -> None:
     vocab = read_json(Path(data_dir) / "vocab.json")
     train, val = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
     seed_everything(cfg.seed)
-    model = build_model(
-        cfg, len(vocab["tokens"]), len(labels["labels"]), train.x.shape[1], labels["task"]
+    embeddings = initial_embeddings(cfg, Path(data_dir).parent / "pretrained", len(vocab["tokens"]))
+    model = new_model(
+        cfg, train, labels["task"], len(vocab["tokens"]), len(labels["labels"]), embeddings
     )
-    compile_model(model, cfg, labels["task"])
     weights = fit_weights(cfg, train.y, len(labels["labels"]), labels["task"])
     model.fit(
         train.x,
@@ -176,6 +175,8 @@ def compare_model(name: str, cfg, project: Path, env: dict, epochs: int, repeats
             name,
             "--data",
             "data/processed",
+            "--pretrained",
+            "data/pretrained",
             "--out",
             str(out_dir / "train"),
         ]

@@ -80,7 +80,7 @@ def new_sweep_id() -> str:
 
 def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
     """What a finished point's experiment committed: its best model, score and metrics."""
-    from rnnops.promote import Candidate, best_candidate
+    from rnnops.promote import Candidate, best_candidate, selection_score
 
     files = pipeline.experiment_files(root, name)
     params = parse_params(yaml.safe_load(files.read_text("params.yaml")), f"experiment {name}")
@@ -93,7 +93,7 @@ def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
     return {
         "candidate": cand,
         "candidate_run_id": run["run_id"],
-        "score": float(metrics[cand][metric]),
+        "score": selection_score(metrics[cand], metric),
         "metrics": {
             f"{m}.{k}": v
             for m, vals in metrics.items()
@@ -174,7 +174,9 @@ def summary_markdown(sweep_id: str, rows: list[dict], best: dict | None, promoti
     lines = [f"# Sweep `{sweep_id}`", ""]
     ok = [r for r in rows if r["status"] == "completed"]
     lines += [f"{len(ok)} of {len(rows)} points completed.", ""]
-    lines += ["| point | overrides | experiment | status | candidate | score | seconds |"]
+    lines += [
+        "| point | overrides | experiment | status | candidate | validation score | seconds |"
+    ]
     lines += ["|---|---|---|---|---|---|---|"]
     for r in rows:
         score = f"{r['score']:.4f}" if r.get("score") is not None else "–"

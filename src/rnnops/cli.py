@@ -21,6 +21,7 @@ def _invalid_input_errors() -> tuple[type[BaseException], ...]:
     from rnnops.evaluate import EvaluationError
     from rnnops.ingest import CorpusNotFoundError, CorpusValidationError
     from rnnops.preprocess import LabelSelectionError
+    from rnnops.pretrain import PretrainedEmbeddingsError
     from rnnops.promote import PromotionError
     from rnnops.train import NonFiniteLossError
 
@@ -33,6 +34,7 @@ def _invalid_input_errors() -> tuple[type[BaseException], ...]:
         EvaluationError,
         EnsembleError,
         PromotionError,
+        PretrainedEmbeddingsError,
     )
 
 
@@ -74,6 +76,22 @@ def cmd_preprocess(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def cmd_pretrain(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.pretrain import run_pretrain
+
+    summary = run_pretrain(params.pretrain, args.data, args.out)
+    log.info(
+        "pretrain: word2vec, %d dimensions, %d of %d vocabulary ids from %d training "
+        "documents in %.1fs -> %s",
+        summary.dim,
+        summary.covered_tokens,
+        summary.vocab_size,
+        summary.training_documents,
+        summary.seconds,
+        args.out,
+    )
+
+
 def _candidate_kind(params: Params, name: str) -> str:
     """The kind of a model or ensemble; refuse names params.yaml does not define."""
     if name not in params.models and name not in params.ensembles:
@@ -104,7 +122,7 @@ def _start_tracking(params: Params, data_dir: str) -> tuple[object, dict[str, st
 
 def cmd_train(args: argparse.Namespace, params: Params) -> None:
     from rnnops.io import read_json, remove_on_failure
-    from rnnops.train import run_train
+    from rnnops.train import TRAIN_OUTPUTS, run_train
 
     cfg = _model_cfg(params, args.model)
     tracking, tags, data_hash = _start_tracking(params, args.data)
@@ -118,10 +136,15 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
                 "model.name": args.model,
                 **tracking.flat_params("model", cfg.model_dump(mode="json")),
                 **tracking.flat_params("data", read_json(data_dir / "params.json")),
+                **(
+                    tracking.flat_params("pretrain", params.pretrain.model_dump(mode="json"))
+                    if cfg.embedding_init == "word2vec"
+                    else {}
+                ),
             }
         )
         tracking.log_dataset(data_dir, data_hash, "reuters-processed", context="training")
-        with remove_on_failure(out / "model.keras", out / "history.csv", out / "train.json"):
+        with remove_on_failure(*(out / item for item in TRAIN_OUTPUTS)):
             summary = run_train(
                 args.model,
                 cfg,
@@ -129,6 +152,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
                 out,
                 callbacks=[tracking.epoch_logger()],
                 run_id=run.info.run_id,
+                pretrained_dir=args.pretrained,
             )
             tracking.log_metrics(
                 {
@@ -160,6 +184,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
 def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
     from rnnops.ensemble import run_ensemble
     from rnnops.io import remove_on_failure
+    from rnnops.train import VAL_SCORES
 
     if args.name not in params.ensembles:
         raise ConfigError(
@@ -187,7 +212,7 @@ def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
                 },
             }
         )
-        with remove_on_failure(out / "model.keras", out / "train.json"):
+        with remove_on_failure(out / "model.keras", out / "train.json", out / VAL_SCORES):
             summary = run_ensemble(args.name, members, args.models, out, run_id=run.info.run_id)
             tracking.log_metrics({"trainable_params": summary.trainable_params})
             if summary.train_seconds is not None:
@@ -304,6 +329,7 @@ def cmd_promote(args: argparse.Namespace, params: Params) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.ablation import find_twins
     from rnnops.compare import run_compare
     from rnnops.io import read_json
 
@@ -320,6 +346,7 @@ def cmd_compare(args: argparse.Namespace, params: Params) -> None:
         args.out_html,
         args.plots,
         baseline=not args.no_baseline,
+        twins=find_twins(params.models),
     )
     print(result.summary.to_string(index=False))
     if args.no_mlflow:
@@ -447,12 +474,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser(
+        "pretrain",
+        help="learn word2vec embeddings from the training split",
+        description="Learn word2vec vectors (params pretrain:) from the training documents "
+        "of --data only; models with embedding_init: word2vec start from them.",
+    )
+    p.add_argument("--data", required=True, help="processed data directory")
+    p.add_argument("--out", required=True, help="output directory, e.g. data/pretrained")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
         "train",
         help="train one model from params.yaml models:",
         description="Train the model MODEL as configured under models.MODEL.",
     )
     p.add_argument("model", help="model name (a key of models: in params.yaml)")
     p.add_argument("--data", required=True, help="processed data directory")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="the pretrain stage's output (data/pretrained), for embedding_init: word2vec",
+    )
     p.add_argument("--out", required=True, help="output directory, e.g. models/lstm")
     p.set_defaults(func=cmd_train)
 

@@ -107,23 +107,57 @@ class PreprocessConfig(_Strict):
         return self
 
 
+class PretrainConfig(_Strict):
+    """word2vec over the training split's own documents (see rnnops.pretrain)."""
+
+    dim: PositiveInt = 128
+    window: PositiveInt = 5
+    epochs: PositiveInt = 10
+    negative: Annotated[int, Field(ge=1, le=50)] = 5
+    skipgram: bool = True
+    seed: int = 42
+
+
 class ModelConfig(_Strict):
     kind: Literal["simple_rnn", "lstm", "gru"]
     bidirectional: bool = False
-    layers: PositiveInt = 1
+    # 0: no recurrent layer at all, the embeddings pooled by embedding_skip straight into
+    # the classifier (a bag-of-embeddings model: the skip-only twin of a recurrent model).
+    layers: Annotated[int, Field(ge=0)] = 1
+    # Read each document from its last token to its first, so the state that `last`
+    # pooling keeps is the one that has just read the title and the lead.
+    read_backwards: bool = False
     units: PositiveInt = 64
     embedding_dim: PositiveInt = 64
+    # random: Keras' default; word2vec: start from the pretrain stage's vectors (learned
+    # from the training split only) and fine-tune them. Needs embedding_dim = pretrain.dim.
+    embedding_init: Literal["random", "word2vec"] = "random"
     mask_padding: bool = True
     spatial_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    pooling: Literal["last", "max"] = "last"
+    # How the recurrent states become one vector: the last state, or max, mean or a
+    # learned attention-weighted mean over every step's state (padding excluded).
+    pooling: Literal["last", "max", "mean", "attention"] = "last"
     # Also feed poolings over time of the embeddings to the classifier (a bag-of-words
     # skip beside the recurrent path): any of max, mean and attention (a learned
     # weighted mean), e.g. [max, mean]; [] for none.
     embedding_skip: tuple[Literal["max", "mean", "attention"], ...] = ()
+    # In training, drop the whole skip for this fraction of documents (the rest scaled up),
+    # so that the recurrent path must classify those on its own instead of leaning on the
+    # faster-learning bag of words.
+    skip_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # The output layer's starting bias: the training split's label priors (as log-odds for
+    # sigmoid outputs, log-probabilities for softmax), or zeros (every score starts at 0.5
+    # for sigmoid outputs). From zeros, the first updates drive all 90 sigmoid scores down
+    # together through the features, saturating a recurrent layer that then never learns.
+    output_bias: Literal["prior", "zeros"] = "prior"
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    # constant, or cosine: a linear warm-up over the first warmup_epochs, then a cosine
+    # decay to zero at the end of `epochs`.
+    learning_rate_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     clipnorm: Annotated[float, Field(gt=0.0)] | None = 1.0
     batch_size: PositiveInt = 64
     epochs: PositiveInt = 5
@@ -138,6 +172,15 @@ class ModelConfig(_Strict):
     refit_epochs: Annotated[int, Field(ge=0)] = 0
     refit_learning_rate_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _has_features(self) -> ModelConfig:
+        if self.layers == 0 and not self.embedding_skip:
+            raise ValueError(
+                "layers: 0 leaves no recurrent layer, so the classifier needs embedding_skip "
+                "(e.g. [max, mean]); or set layers to 1 or more"
+            )
+        return self
 
     @field_validator("embedding_skip", mode="before")
     @classmethod
@@ -212,6 +255,7 @@ class ServingConfig(_Strict):
 class Params(_Strict):
     ingest: IngestConfig = IngestConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     models: dict[str, ModelConfig] = Field(min_length=1)
     ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -227,6 +271,13 @@ class Params(_Strict):
                     raise ValueError(
                         f"{section}.{name}: names may use letters, digits, '-' and '_' only"
                     )
+        for name, model in self.models.items():
+            if model.embedding_init == "word2vec" and model.embedding_dim != self.pretrain.dim:
+                raise ValueError(
+                    f"models.{name}.embedding_dim is {model.embedding_dim} but its word2vec "
+                    f"vectors have pretrain.dim {self.pretrain.dim}: make them equal, or set "
+                    "embedding_init: random"
+                )
         for name, ensemble in self.ensembles.items():
             if name in self.models:
                 raise ValueError(

@@ -2,7 +2,9 @@
 
 An ensemble is a model like any other downstream: ``evaluate`` tunes its decision
 threshold on validation, ``compare`` lists it, ``promote`` may register it, and
-serving loads its single ``model.keras``. It trains nothing of its own.
+serving loads its single ``model.keras``. It trains nothing of its own. Its
+``val_scores.npy`` is the mean of its members' held-out validation scores (taken
+before any member's refit; see :mod:`rnnops.train`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rnnops.io import atomic_path, read_json, remove_on_failure, write_json
+from rnnops.train import VAL_SCORES
 
 
 class EnsembleError(ValueError):
@@ -97,8 +102,18 @@ def run_ensemble(
         else None,
         mlflow_run_id=run_id,
     )
-    with remove_on_failure(output_dir / "model.keras", output_dir / "train.json"):
+    missing_scores = [m for m in members if not (models_dir / m / VAL_SCORES).exists()]
+    if missing_scores:
+        raise EnsembleError(
+            f"ensemble {name}: no {VAL_SCORES} for {', '.join(missing_scores)} (trained by an "
+            f"older rnnops); retrain them (dvc repro train@{missing_scores[0]})"
+        )
+    val_scores = np.mean([np.load(models_dir / m / VAL_SCORES) for m in members], axis=0)
+    outputs = (output_dir / "model.keras", output_dir / "train.json", output_dir / VAL_SCORES)
+    with remove_on_failure(*outputs):
         with atomic_path(output_dir / "model.keras") as tmp:
             model.save(tmp)
+        with atomic_path(output_dir / VAL_SCORES) as tmp, open(tmp, "wb") as f:
+            np.save(f, val_scores)
         write_json(output_dir / "train.json", asdict(summary))
     return summary

@@ -1,7 +1,10 @@
-"""evaluate: score a trained model on the held-out test split.
+"""evaluate: score a trained model on the validation and held-out test splits.
 
 The multi-label decision threshold is tuned on the validation split, never on
-test. Writes the metrics JSON; a report directory with the per-class report
+test. The validation scores (under that decision rule) are what selects: the
+promotion candidate, the champion gate and every "best" in a report; the test
+scores only report. Writes the metrics JSON (test metrics at the top level, the
+validation ones under ``validation``); a report directory with the per-class report
 (``per_class.csv``), the test predictions and the decision rule; and a plots
 directory with a confusion matrix (single-label) and a per-class F1 chart.
 """
@@ -21,6 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from rnnops.config import EvaluateConfig
 from rnnops.io import atomic_path, read_json, write_json
 from rnnops.preprocess import load_dataset
+from rnnops.train import VAL_SCORES
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +182,9 @@ def evaluate_scores(
     labels: list[str],
     task: str,
     cfg: EvaluateConfig,
-) -> tuple[dict, pd.DataFrame, np.ndarray, Decision]:
-    """Pure core: scores in, decision rule, metrics and per-class table out."""
+) -> tuple[dict, pd.DataFrame, np.ndarray, Decision, dict]:
+    """Pure core: scores in; test metrics, per-class table, predictions, the decision rule
+    and the validation metrics (under the same rule) out."""
     if not (np.isfinite(test_scores).all() and np.isfinite(val_scores).all()):
         raise EvaluationError(
             "the model produced non-finite scores; retrain it (check the learning rate)"
@@ -194,10 +199,12 @@ def evaluate_scores(
     decision = Decision(task=task, threshold=threshold, at_least_one=cfg.at_least_one)
     y_pred = decision.apply(test_scores)
     metrics, per_class = compute_metrics(test_y, y_pred, labels, task)
+    val_metrics, _ = compute_metrics(val_y, decision.apply(val_scores), labels, task)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    bad += [f"validation {k}" for k, v in val_metrics.items() if not math.isfinite(v)]
     if bad:
         raise EvaluationError(f"non-finite metrics: {bad}")
-    return metrics, per_class, y_pred, decision
+    return metrics, per_class, y_pred, decision, val_metrics
 
 
 def run_evaluate(
@@ -221,9 +228,21 @@ def run_evaluate(
         )
     model = load_model(model_path)
     val, test = load_dataset(data_dir, "val"), load_dataset(data_dir, "test")
-    val_scores = model.predict(val.x, batch_size=256, verbose=0)
+    # The held-out validation scores the train stage took before any refit (which trains
+    # on validation); a model without them is scored here.
+    held_out = model_dir / VAL_SCORES
+    val_scores = (
+        np.load(held_out, allow_pickle=False)
+        if held_out.exists()
+        else model.predict(val.x, batch_size=256, verbose=0)
+    )
+    if len(val_scores) != len(val.y):
+        raise EvaluationError(
+            f"{held_out} scores {len(val_scores)} validation documents, {data_dir} has "
+            f"{len(val.y)}: retrain {name} on this data (dvc repro train@{name})"
+        )
     test_scores = model.predict(test.x, batch_size=256, verbose=0)
-    metrics, per_class, y_pred, decision = evaluate_scores(
+    metrics, per_class, y_pred, decision, val_metrics = evaluate_scores(
         val_scores, val.y, test_scores, test.y, labels, task, cfg
     )
     train_info = read_json(model_dir / "train.json") if (model_dir / "train.json").exists() else {}
@@ -234,6 +253,8 @@ def run_evaluate(
         **{k: round(v, 6) for k, v in metrics.items()},
         "threshold": decision.threshold,
         "test_documents": len(test.y),
+        "validation": {k: round(v, 6) for k, v in val_metrics.items()},
+        "validation_documents": len(val.y),
         "epochs": train_info.get("epochs_run"),
         "train_seconds": train_info.get("train_seconds"),
         "trainable_params": train_info.get("trainable_params"),

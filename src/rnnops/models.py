@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from rnnops.config import ModelConfig
@@ -87,6 +88,22 @@ class MaskedAttentionPooling1D(layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package="rnnops")
+class ReverseTokens(layers.Layer):
+    """Token ids in reverse order: a recurrent layer then reads each document backwards.
+
+    With post padding the padding moves to the front, where the embedding's mask makes
+    the recurrent layers carry their state through it unchanged, so the last state is
+    the one that has just read the document's first tokens (the title and the lead).
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 _SKIP_POOLING = {
     "max": MaskedGlobalMaxPooling1D,
     "mean": MaskedGlobalAveragePooling1D,
@@ -95,28 +112,56 @@ _SKIP_POOLING = {
 _RECURRENT = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
+def prior_bias(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
+    """The output bias whose scores equal the training label frequencies.
+
+    Log-odds for independent sigmoid outputs, log-frequencies for a softmax; frequencies
+    are clipped away from 0 and 1 so that a label absent from training stays finite.
+    """
+    if task == "singlelabel":
+        freq = np.bincount(y, minlength=n_labels) / max(len(y), 1)
+        return np.log(np.clip(freq, 1e-4, 1.0)).astype("float32")
+    freq = np.clip(np.asarray(y, dtype="float64").mean(axis=0), 1e-4, 1 - 1e-4)
+    return np.log(freq / (1 - freq)).astype("float32")
+
+
 def build_model(
-    cfg: ModelConfig, vocab_size: int, n_labels: int, max_len: int, task: str
+    cfg: ModelConfig,
+    vocab_size: int,
+    n_labels: int,
+    max_len: int,
+    task: str,
+    output_bias: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> keras.Model:
-    """Embedding → recurrent stack → (pooling) → Dense.
+    """Embedding → recurrent stack → pooling over its states → Dense.
 
     ``task='multilabel'`` gives independent sigmoid outputs; ``'singlelabel'`` a
     softmax. With ``layers=2, kind=simple_rnn, pooling=last`` this is the
-    article's Embedding → SimpleRNN → SimpleRNN → Dense network.
+    article's Embedding → SimpleRNN → SimpleRNN → Dense network. ``layers=0`` has no
+    recurrent layer: the embedding skip alone feeds the classifier (bag of embeddings).
+    ``output_bias`` starts the output layer (see ``prior_bias``); ``embeddings`` (vocab x
+    embedding_dim) the embedding layer, which then fine-tunes them.
     """
     if cfg.kind not in _RECURRENT:
         raise ValueError(f"unknown model kind {cfg.kind!r}; allowed: {', '.join(_RECURRENT)}")
     inputs = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
+    tokens = ReverseTokens(name="reverse_tokens")(inputs) if cfg.read_backwards else inputs
+    initializer = "uniform" if embeddings is None else keras.initializers.Constant(embeddings)
     x = layers.Embedding(
-        vocab_size, cfg.embedding_dim, mask_zero=cfg.mask_padding, name="embedding"
-    )(inputs)
+        vocab_size,
+        cfg.embedding_dim,
+        embeddings_initializer=initializer,
+        mask_zero=cfg.mask_padding,
+        name="embedding",
+    )(tokens)
     if cfg.spatial_dropout > 0:
         x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
     embedded = x
     rnn_cls = _RECURRENT[cfg.kind]
     for i in range(cfg.layers):
         last = i == cfg.layers - 1
-        return_sequences = not last or cfg.pooling == "max"
+        return_sequences = not last or cfg.pooling != "last"
         rnn = rnn_cls(
             cfg.units,
             return_sequences=return_sequences,
@@ -127,20 +172,45 @@ def build_model(
         if cfg.bidirectional:
             rnn = layers.Bidirectional(rnn, name=f"bi_{cfg.kind}_{i + 1}")
         x = rnn(x)
-    if cfg.pooling == "max":
-        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    if cfg.layers and cfg.pooling != "last":
+        x = _SKIP_POOLING[cfg.pooling](name=f"{cfg.pooling}_over_time")(x)
     if cfg.embedding_skip:
         skips = [_SKIP_POOLING[p](name=f"embedding_{p}")(embedded) for p in cfg.embedding_skip]
-        x = layers.Concatenate(name="features")([x, *skips])
+        if cfg.skip_dropout > 0 and cfg.layers:
+            # One draw per document for the whole skip: noise_shape broadcasts over features.
+            skip = layers.Concatenate(name="skip")(skips) if len(skips) > 1 else skips[0]
+            skips = [
+                layers.Dropout(cfg.skip_dropout, noise_shape=(None, 1), name="skip_dropout")(skip)
+            ]
+        features = [x, *skips] if cfg.layers else skips
+        x = layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     activation = "softmax" if task == "singlelabel" else "sigmoid"
-    outputs = layers.Dense(n_labels, activation=activation, name="topics")(x)
-    return keras.Model(inputs, outputs, name=f"{cfg.kind}_classifier")
+    bias = "zeros"
+    if cfg.output_bias == "prior" and output_bias is not None:
+        bias = keras.initializers.Constant(np.asarray(output_bias, dtype="float32"))
+    outputs = layers.Dense(n_labels, activation=activation, bias_initializer=bias, name="topics")(x)
+    name = f"{cfg.kind}_classifier" if cfg.layers else "bag_of_embeddings_classifier"
+    return keras.Model(inputs, outputs, name=name)
 
 
-def make_optimizer(cfg: ModelConfig) -> keras.optimizers.Optimizer:
-    kwargs = {"learning_rate": cfg.learning_rate}
+def learning_rate(cfg: ModelConfig, steps_per_epoch: int):
+    """The optimizer's learning rate: a number, or a warm-up + cosine-decay schedule."""
+    if cfg.learning_rate_schedule == "constant":
+        return cfg.learning_rate
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.learning_rate if warmup == 0 else cfg.learning_rate / 100,
+        decay_steps=total - warmup,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(cfg: ModelConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    kwargs = {"learning_rate": learning_rate(cfg, steps_per_epoch)}
     if cfg.clipnorm:
         kwargs["clipnorm"] = cfg.clipnorm
     if cfg.optimizer == "adam":
@@ -150,13 +220,15 @@ def make_optimizer(cfg: ModelConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(**kwargs)
 
 
-def compile_model(model: keras.Model, cfg: ModelConfig, task: str) -> keras.Model:
+def compile_model(
+    model: keras.Model, cfg: ModelConfig, task: str, steps_per_epoch: int = 1
+) -> keras.Model:
     if task == "singlelabel":
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     else:
         loss = "binary_crossentropy"
         metrics = [keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")]
-    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=metrics)
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=metrics)
     return model
 
 

@@ -1,9 +1,11 @@
 """promote: register this execution's best model and move ``champion`` only on evidence.
 
-The candidate is the best evaluated model by ``promotion.metric``. It becomes a
-new version of the registered model. The current champion is scored on the same
-test data (re-scored when it was evaluated on other data); the ``champion``
-alias moves only if the candidate wins by at least ``promotion.min_delta``,
+Selection never looks at test. The candidate is the evaluated model with the best
+``promotion.metric`` on the **validation** split (the split that also tuned its
+threshold). It becomes a new version of the registered model. The current champion
+is scored on the same validation data (re-scored when it was evaluated on other
+data); the ``champion`` alias moves only if the candidate wins by at least
+``promotion.min_delta``,
 otherwise the candidate becomes ``challenger``. Decisions are serialised by a
 lock, under which the champion is re-read, so two promotions at once cannot let
 the worse model win. Every decision is written to the promotion report and onto
@@ -31,6 +33,8 @@ from rnnops.text import document_text
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# The split whose scores pick the candidate and decide the gate; test only reports.
+SELECTION_SPLIT = "validation"
 
 
 class PromotionError(RuntimeError):
@@ -59,7 +63,15 @@ class PromotionDecision:
     champion_score: float | None = None
     champion_rescored: bool = False
     registered_model: str = ""
+    selection_split: str = SELECTION_SPLIT
+    candidate_test_score: float | None = None
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def selection_score(metrics: dict, metric: str) -> float | None:
+    """A model's ``metric`` on the selection (validation) split, from its metrics JSON."""
+    value = (metrics.get(SELECTION_SPLIT) or {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def gather_candidates(
@@ -73,9 +85,12 @@ def gather_candidates(
             problems.append(f"{name}: no evaluation ({metrics_path} or {run_path} missing)")
             continue
         metrics, run = read_json(metrics_path), read_json(run_path)
-        value = metrics.get(metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(f"{name}: metric {metric} is missing or not finite ({value!r})")
+        value = selection_score(metrics, metric)
+        if value is None or not math.isfinite(value):
+            problems.append(
+                f"{name}: {SELECTION_SPLIT} {metric} is missing or not finite in {metrics_path} "
+                f"(rerun evaluate@{name}: dvc repro evaluate@{name})"
+            )
             continue
         found.append(
             Candidate(name, run["run_id"], run["model_uri"], run.get("data_hash"), metrics)
@@ -86,7 +101,8 @@ def gather_candidates(
 
 
 def best_candidate(candidates: list[Candidate], metric: str) -> Candidate:
-    return max(candidates, key=lambda c: (c.metrics[metric], -len(c.name), c.name))
+    """The best by the validation score; ties go to the shorter, then the earlier name."""
+    return max(candidates, key=lambda c: (selection_score(c.metrics, metric), -len(c.name), c.name))
 
 
 def decide(
@@ -96,7 +112,7 @@ def decide(
     if champion_score is None:
         return CHAMPION, "no champion yet: the first version becomes champion"
     if not math.isfinite(champion_score):
-        return CHAMPION, "the champion's score on this test data is not finite"
+        return CHAMPION, "the champion's score on this validation data is not finite"
     margin = candidate_score - champion_score
     if margin > 0 and margin >= min_delta:
         return CHAMPION, f"candidate beats champion by {margin:+.4f} (needed >= {min_delta:.4f})"
@@ -106,17 +122,19 @@ def decide(
     )
 
 
-def test_texts(raw_path: Path, data_dir: Path) -> tuple[list[str], np.ndarray, list[str], str]:
-    """The exact test documents (raw text) and targets that evaluate scored."""
+def split_texts(
+    raw_path: Path, data_dir: Path, split: str
+) -> tuple[list[str], np.ndarray, list[str], str]:
+    """The exact documents (raw text) and targets of one processed split."""
     info = read_json(data_dir / "labels.json")
     settings = read_json(data_dir / "vocab.json")["text_settings"]
-    test = load_dataset(data_dir, "test")
-    raw = pd.read_parquet(raw_path).set_index("doc_id").loc[list(test.doc_ids)]
+    data = load_dataset(data_dir, split)
+    raw = pd.read_parquet(raw_path).set_index("doc_id").loc[list(data.doc_ids)]
     texts = [
         document_text(t, x, settings["include_title"])
         for t, x in zip(raw["title"], raw["text"], strict=True)
     ]
-    return texts, test.y, info["labels"], info["task"]
+    return texts, data.y, info["labels"], info["task"]
 
 
 def score_predictions(
@@ -168,12 +186,16 @@ def model_card(
         "",
         *[f"- {k}: {v}" for k, v in sorted(run_params.items()) if k.startswith("model.")],
         "",
-        "## Test metrics",
+        "## Metrics",
         "",
+        "Validation chose this model and its threshold; test only reports.",
+        "",
+        "| metric | validation | test |",
+        "|---|---|---|",
         *[
-            f"- {k}: {cand.metrics[k]:.4f}"
+            f"| {k} | {cand.metrics[SELECTION_SPLIT][k]:.4f} | {cand.metrics[k]:.4f} |"
             for k in ("accuracy", "micro_f1", "macro_f1", "weighted_f1")
-            if k in cand.metrics
+            if k in cand.metrics and k in cand.metrics[SELECTION_SPLIT]
         ],
         "",
         "## Weakest topics (test support >= 5)",
@@ -188,7 +210,8 @@ def model_card(
         "## Promotion decision",
         "",
         f"- decision: **{decision.decision}** — {decision.reason}",
-        f"- {decision.metric}: candidate {decision.candidate_score:.4f}, champion "
+        f"- {decision.metric} on {decision.selection_split}: candidate "
+        f"{decision.candidate_score:.4f}, champion "
         + (
             "—"
             if decision.champion_score is None
@@ -221,9 +244,9 @@ def run_promote(
     if unfinished:
         raise PromotionError(f"no promotion: MLflow runs not finished: {', '.join(unfinished)}")
     cand = best_candidate(candidates, metric)
-    score = float(cand.metrics[metric])
+    score = selection_score(cand.metrics, metric)
     name = cfg.registered_model
-    log.info("candidate: %s (%s %.4f)", cand.name, metric, score)
+    log.info("candidate: %s (%s %s %.4f)", cand.name, SELECTION_SPLIT, metric, score)
 
     with tracking.file_lock(tracking.registry_lock_path()):
         # Re-read the champion under the lock: another promotion may have just moved it.
@@ -231,15 +254,16 @@ def run_promote(
         champion_score, rescored = None, False
         if champion is not None:
             tags = dict(champion.tags)
-            stored = tags.get(f"metric.{metric}")
+            stored = tags.get(f"selection.{metric}")
             if tags.get("rnnops.data.hash") == cand.data_hash and stored is not None:
                 champion_score = float(stored)
             else:
                 log.info(
-                    "champion v%s was evaluated on other data; scoring it on this test split",
+                    "champion v%s was evaluated on other data; scoring it on this %s split",
                     champion.version,
+                    SELECTION_SPLIT,
                 )
-                texts, y_true, labels, task = test_texts(raw_path, data_dir)
+                texts, y_true, labels, task = split_texts(raw_path, data_dir, "val")
                 model = tracking.load_text_model(f"models:/{name}/{champion.version}")
                 pred = model.predict(pd.DataFrame({"text": texts}))
                 champion_score, rescored = (
@@ -252,6 +276,11 @@ def run_promote(
             "rnnops.run_id": cand.run_id,
             "rnnops.data.hash": cand.data_hash or "unknown",
             **{f"metric.{k}": str(v) for k, v in cand.metrics.items() if isinstance(v, float)},
+            **{
+                f"selection.{k}": str(v)
+                for k, v in cand.metrics[SELECTION_SPLIT].items()
+                if isinstance(v, float)
+            },
         }
         version = tracking.register_version(cand.model_uri, name, version_tags)
         decision = PromotionDecision(
@@ -266,6 +295,7 @@ def run_promote(
             champion_score=champion_score,
             champion_rescored=rescored,
             registered_model=name,
+            candidate_test_score=cand.metrics.get(metric),
         )
         tracking.set_version_tags(
             name,
@@ -274,6 +304,7 @@ def run_promote(
                 "promotion.decision": verdict,
                 "promotion.reason": reason,
                 "promotion.metric": metric,
+                "promotion.selection_split": SELECTION_SPLIT,
                 "promotion.candidate_score": f"{score:.6f}",
                 "promotion.champion_version": decision.champion_version or "none",
                 "promotion.champion_score": "none"
@@ -318,7 +349,8 @@ def record_candidate(
         "min_delta": cfg.min_delta,
         "candidate": cand.name,
         "candidate_run_id": cand.run_id,
-        "candidate_score": float(cand.metrics[cfg.metric]),
+        "selection_split": SELECTION_SPLIT,
+        "candidate_score": selection_score(cand.metrics, cfg.metric),
         "registered_model": cfg.registered_model,
     }
     write_json(output, record)

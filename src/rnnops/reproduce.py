@@ -51,6 +51,8 @@ def recorded_overrides(params: dict[str, str], model: str) -> dict:
             overrides[f"models.{model}.{key[len('model.') :]}"] = yaml.safe_load(value)
         elif key.startswith("data."):
             overrides[f"preprocess.{key[len('data.') :]}"] = yaml.safe_load(value)
+        elif key.startswith("pretrain."):
+            overrides[key] = yaml.safe_load(value)
     return overrides
 
 
@@ -112,10 +114,11 @@ def reproduce_run(
         if cache.exists():
             _run([dvc, "cache", "dir", "--local", str(cache)], tree, env)
         params_path = tree / "params.yaml"
-        raw = yaml.safe_load(params_path.read_text())
-        params_path.write_text(
-            yaml.safe_dump(apply_overrides(raw, recorded_overrides(params, model)), sort_keys=False)
+        raw = apply_overrides(
+            yaml.safe_load(params_path.read_text()), recorded_overrides(params, model)
         )
+        params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        uses_word2vec = (raw["models"][model].get("embedding_init") or "random") == "word2vec"
         restored = subprocess.run(
             [dvc, "checkout", "data/processed"], cwd=tree, env=env, capture_output=True, text=True
         )
@@ -124,9 +127,28 @@ def reproduce_run(
             _run([dvc, "repro", "--single-item", "ingest"], tree, env)
             _run([dvc, "repro", "--single-item", "preprocess"], tree, env)
         now_hash = tracking.dvc_locked_hash("preprocess", "data/processed", tree)
+        pretrained = []
+        if uses_word2vec:
+            # The vectors the model started from: from the cache, else learned again
+            # (deterministic) from the restored training split.
+            found = subprocess.run(
+                [dvc, "checkout", "data/pretrained"], cwd=tree, env=env, capture_output=True
+            )
+            if found.returncode or not (tree / "data/pretrained/embeddings.npy").exists():
+                _run([dvc, "repro", "--single-item", "pretrain"], tree, env)
+            pretrained = ["--pretrained", "data/pretrained"]
         out = work / "out"
         _run(
-            ["rnnops", "train", model, "--data", "data/processed", "--out", str(out / "model")],
+            [
+                "rnnops",
+                "train",
+                model,
+                "--data",
+                "data/processed",
+                *pretrained,
+                "--out",
+                str(out / "model"),
+            ],
             tree,
             env,
         )

@@ -2,8 +2,11 @@
 
 Writes ``model.keras`` (Keras 3 native format), ``history.csv`` (one row per
 epoch: its metrics, its wall time in ``seconds`` and this process's CPU time, all
-threads, in ``cpu_seconds``) and ``train.json`` (time, epochs, parameter count)
-into the output directory.
+threads, in ``cpu_seconds``), ``train.json`` (time, epochs, parameter count) and
+``val_scores.npy`` into the output directory. ``val_scores.npy`` holds the
+validation scores of the early-stopped model, taken before any refit: a refit trains
+on the validation documents, so these are the held-out scores that tune the threshold
+and select models downstream.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from rnnops.io import read_json, write_json
 from rnnops.preprocess import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
+
+VAL_SCORES = "val_scores.npy"
+TRAIN_OUTPUTS = ("model.keras", "history.csv", "train.json", VAL_SCORES)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -176,6 +182,29 @@ def _require_finite_weights(model, step: str) -> None:
         raise NonFiniteLossError(f"{step} left non-finite weights in the model")
 
 
+def new_model(
+    cfg: ModelConfig,
+    train: Dataset,
+    task: str,
+    vocab_size: int,
+    n_labels: int,
+    embeddings: np.ndarray | None = None,
+):
+    """The compiled, untrained model ``train_model`` fits (its output bias from ``train``)."""
+    from rnnops.models import build_model, compile_model, prior_bias
+
+    model = build_model(
+        cfg,
+        vocab_size,
+        n_labels,
+        train.x.shape[1],
+        task,
+        prior_bias(train.y, n_labels, task),
+        embeddings,
+    )
+    return compile_model(model, cfg, task, math.ceil(len(train.y) / cfg.batch_size))
+
+
 def train_model(
     cfg: ModelConfig,
     train: Dataset,
@@ -184,13 +213,11 @@ def train_model(
     vocab_size: int,
     n_labels: int,
     callbacks: Sequence = (),
+    embeddings: np.ndarray | None = None,
 ):
     """Pure core: build, compile and fit a model; return it with its history."""
-    from rnnops.models import build_model, compile_model
-
     seed_everything(cfg.seed)
-    max_len = train.x.shape[1]
-    model = compile_model(build_model(cfg, vocab_size, n_labels, max_len, task), cfg, task)
+    model = new_model(cfg, train, task, vocab_size, n_labels, embeddings)
     weights = fit_weights(cfg, train.y, n_labels, task)
     clock = epoch_clock()
     start = time.perf_counter()
@@ -233,7 +260,20 @@ def refit_model(
     x = np.concatenate([train.x, val.x])
     y = np.concatenate([train.y, val.y])
     learning_rate = cfg.learning_rate * cfg.refit_learning_rate_scale
-    model.optimizer.learning_rate.assign(learning_rate)
+    if cfg.learning_rate_schedule == "constant":
+        model.optimizer.learning_rate.assign(learning_rate)
+    else:
+        # A schedule cannot be assigned a number: a fresh optimizer at the refit's rate
+        # (recompiling keeps the weights).
+        from rnnops.models import compile_model
+
+        compile_model(
+            model,
+            cfg.model_copy(
+                update={"learning_rate": learning_rate, "learning_rate_schedule": "constant"}
+            ),
+            task,
+        )
     log.info(
         "refit: %d epoch(s) on %d training + %d validation documents at learning rate %g",
         cfg.refit_epochs,
@@ -295,6 +335,24 @@ def summarize(
     )
 
 
+def initial_embeddings(
+    cfg: ModelConfig, pretrained_dir: str | Path | None, vocab_size: int
+) -> np.ndarray | None:
+    """The vectors the embedding layer starts from: word2vec's, or None (random)."""
+    if cfg.embedding_init == "random":
+        return None
+    if pretrained_dir is None:
+        from rnnops.config import ConfigError
+
+        raise ConfigError(
+            "embedding_init: word2vec needs the pretrain stage's output: pass --pretrained "
+            "data/pretrained (dvc repro pretrain)"
+        )
+    from rnnops.pretrain import load_embeddings
+
+    return load_embeddings(pretrained_dir, vocab_size, cfg.embedding_dim)
+
+
 def run_train(
     name: str,
     cfg: ModelConfig,
@@ -302,14 +360,24 @@ def run_train(
     output_dir: str | Path,
     callbacks: Sequence = (),
     run_id: str | None = None,
+    pretrained_dir: str | Path | None = None,
 ) -> TrainSummary:
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     labels = read_json(data_dir / "labels.json")
     vocab = read_json(data_dir / "vocab.json")
     train, val = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
+    embeddings = initial_embeddings(cfg, pretrained_dir, len(vocab["tokens"]))
     model, history, seconds = train_model(
-        cfg, train, val, labels["task"], len(vocab["tokens"]), len(labels["labels"]), callbacks
+        cfg,
+        train,
+        val,
+        labels["task"],
+        len(vocab["tokens"]),
+        len(labels["labels"]),
+        callbacks,
+        embeddings,
     )
+    val_scores = model.predict(val.x, batch_size=256, verbose=0)
     refit_seconds = refit_model(model, cfg, train, val, labels["task"], len(labels["labels"]))
     summary = summarize(
         name, cfg, labels["task"], model, history, seconds, train, val, run_id, refit_seconds
@@ -322,10 +390,11 @@ def run_train(
         model.save(tmp / "model.keras")
         history.to_csv(tmp / "history.csv", index=False, float_format="%.6g")
         write_json(tmp / "train.json", asdict(summary))
-        for item in ("model.keras", "history.csv", "train.json"):
+        np.save(tmp / VAL_SCORES, val_scores)
+        for item in TRAIN_OUTPUTS:
             os.replace(tmp / item, output_dir / item)
     except BaseException:
-        for item in ("model.keras", "history.csv", "train.json"):
+        for item in TRAIN_OUTPUTS:
             (output_dir / item).unlink(missing_ok=True)
         raise
     finally:

@@ -43,6 +43,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
     assert set(ran_stages(first.stdout)) == {
         "ingest",
         "preprocess",
+        "pretrain",
         "train@rnn",
         "train@lstm",
         "evaluate@rnn",
@@ -57,6 +58,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
         "data/processed/labels.json",
         "data/processed/stats.json",
         "models/rnn/model.keras",
+        "models/rnn/val_scores.npy",
         "models/lstm/history.csv",
         "metrics/lstm.json",
         "reports/eval/lstm/per_class.csv",
@@ -109,7 +111,9 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
     assert "| pair | ensemble |" in (project / "reports/comparison.md").read_text()
     promotion = json.loads((project / "reports/promotion.json").read_text())
     scores = {
-        m: json.loads((project / f"metrics/{m}.json").read_text())[promotion["metric"]]
+        m: json.loads((project / f"metrics/{m}.json").read_text())["validation"][
+            promotion["metric"]
+        ]
         for m in ("rnn", "lstm", "pair")
     }
     assert promotion["candidate_score"] == pytest.approx(max(scores.values()))

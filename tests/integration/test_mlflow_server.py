@@ -45,7 +45,7 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     assert challenger.tags["promotion.decision"] == "challenger"
 
     # Better parameters on different data (longer sequences): the champion is
-    # re-scored on the new test split and then beaten.
+    # re-scored on the new validation split and then beaten.
     set_params(project, {**lstm_params(learning_rate=0.01, epochs=15), "preprocess.max_len": 50})
     run([DVC, "repro"], project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())

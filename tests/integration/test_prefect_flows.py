@@ -86,10 +86,11 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     state = training_flow(project_dir=str(project), return_state=True)
     assert state.is_completed(), state
     summary = state.result()
-    stages = task_states(state.state_details.flow_run_id, expect=8)
+    stages = task_states(state.state_details.flow_run_id, expect=9)
     expected = {
         "ingest",
         "preprocess",
+        "pretrain",
         "train@rnn",
         "train@lstm",
         "evaluate@rnn",

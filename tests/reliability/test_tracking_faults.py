@@ -362,7 +362,7 @@ def test_07_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
         (d / "metrics").mkdir(parents=True)
         (d / "eval").mkdir()
         metrics = json.loads((project / f"metrics/{model}.json").read_text())
-        metrics["macro_f1"] = score
+        metrics["validation"]["macro_f1"] = score
         (d / "metrics" / f"{model}.json").write_text(json.dumps(metrics))
         run(
             ["cp", "-r", str(project / f"reports/eval/{model}"), str(d / "eval" / model)],
@@ -410,7 +410,7 @@ def test_07_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
     }
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.tags["rnnops.model"] == "lstm"
-    assert float(champion.tags["metric.macro_f1"]) == 0.9
+    assert float(champion.tags["selection.macro_f1"]) == 0.9
     challengers = [
         json.loads((d / "promotion.json").read_text())["decision"] for d in inputs.values()
     ]

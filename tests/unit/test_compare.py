@@ -17,15 +17,28 @@ from rnnops.compare import (
 )
 
 
-def test_summary_table_best_first():
+def test_summary_table_best_on_validation_first():
     metrics = {
-        "rnn": {"macro_f1": 0.4, "micro_f1": 0.6, "accuracy": 0.5, "trainable_params": 10},
-        "lstm": {"macro_f1": 0.7, "micro_f1": 0.8, "accuracy": 0.6, "trainable_params": 20},
+        "rnn": {
+            "macro_f1": 0.4,
+            "micro_f1": 0.6,
+            "accuracy": 0.5,
+            "trainable_params": 10,
+            "validation": {"macro_f1": 0.5, "micro_f1": 0.7},
+        },
+        "lstm": {
+            "macro_f1": 0.7,
+            "micro_f1": 0.8,
+            "accuracy": 0.6,
+            "trainable_params": 20,
+            "validation": {"macro_f1": 0.45, "micro_f1": 0.75},
+        },
     }
     table = summary_table(metrics, {"rnn": "simple_rnn", "lstm": "lstm"})
-    assert list(table["model"]) == ["lstm", "rnn"]
-    assert list(table["kind"]) == ["lstm", "simple_rnn"]
-    assert table.loc[0, "trainable_params"] == 20
+    # lstm is better on test, rnn on validation: validation decides the order.
+    assert list(table["model"]) == ["rnn", "lstm"]
+    assert list(table["kind"]) == ["simple_rnn", "lstm"]
+    assert table.loc[0, "val_micro_f1"] == 0.7 and table.loc[1, "trainable_params"] == 20
 
 
 def test_per_class_side_by_side_orders_by_support():
@@ -89,6 +102,7 @@ def _write_outputs(root, names):
                     "accuracy": 0.5 + i / 10,
                     "micro_f1": 0.6,
                     "macro_f1": 0.4 + i / 10,
+                    "validation": {"micro_f1": 0.7, "macro_f1": 0.5 + i / 10},
                     "epochs": 2,
                     "train_seconds": 3.5,
                     "trainable_params": 100 * (i + 1),
@@ -129,8 +143,13 @@ def test_run_compare_lists_every_model_with_its_figures(tmp_path):
         tmp_path / "reports" / "comparison.html",
         tmp_path / "plots" / "comparison",
         baseline=False,
+        twins={"gru": {"skip_only": "rnn", "no_skip": None}},
     )
     md = (tmp_path / "reports" / "comparison.md").read_text()
+    assert "## Ablation" in md and "Best by validation macro-F1: **gru** (0.7000" in md
+    # gru 0.6 / 0.6 beside its skip-only twin rnn 0.6 / 0.4; no no-skip twin in this run.
+    assert "| gru | 0.6000 / 0.6000 | rnn | 0.6000 / 0.4000 | +0.0000 / +0.2000 | – |" in md
+    assert result.ablation[0]["gain_over_skip_only_macro_f1"] == pytest.approx(0.2)
     html = (tmp_path / "reports" / "comparison.html").read_text()
     for name in names:
         assert f"| {name} |" in md and f"<td>{name}</td>" in html

@@ -52,10 +52,13 @@ def test_run_ensemble_writes_a_loadable_model_and_its_summary(tmp_path):
         (models / name).mkdir(parents=True)
         model.save(models / name / "model.keras")
         (models / name / "train.json").write_text(json.dumps({"train_seconds": 10.0 + i}))
+        np.save(models / name / "val_scores.npy", np.full((4, 3), float(i)))
         scores.append(model.predict(x, verbose=0))
     out = tmp_path / "ensembles" / "pair"
     summary = run_ensemble("pair", ["srnn", "gru"], models, out, run_id="abc")
-    assert sorted(p.name for p in out.iterdir()) == ["model.keras", "train.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.keras", "train.json", "val_scores.npy"]
+    # Its held-out validation scores are the mean of its members'.
+    np.testing.assert_allclose(np.load(out / "val_scores.npy"), np.full((4, 3), 0.5))
     info = json.loads((out / "train.json").read_text())
     assert info["members"] == ["srnn", "gru"] and info["kind"] == "ensemble"
     assert info["train_seconds"] == 21.0 and info["mlflow_run_id"] == "abc"
@@ -66,6 +69,18 @@ def test_run_ensemble_writes_a_loadable_model_and_its_summary(tmp_path):
     )
     loaded = load_model(out / "model.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(scores, axis=0), rtol=1e-5)
+
+
+def test_members_without_held_out_scores_are_refused(tmp_path):
+    models = tmp_path / "models"
+    for name in ("srnn", "gru"):
+        (models / name).mkdir(parents=True)
+        member("simple_rnn").save(models / name / "model.keras")
+    np.save(models / "srnn" / "val_scores.npy", np.zeros((4, 3)))
+    out = tmp_path / "ensembles" / "pair"
+    with pytest.raises(EnsembleError, match=r"no val_scores.npy for gru .*dvc repro train@gru"):
+        run_ensemble("pair", ["srnn", "gru"], models, out)
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_missing_member_names_the_stage_to_run_and_writes_nothing(tmp_path):

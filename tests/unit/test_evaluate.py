@@ -56,7 +56,7 @@ def test_threshold_is_chosen_on_validation_not_test():
     )  # separable near 0.8
     tuned = tune_threshold(val_scores, val_y, at_least_one=True)
     assert 0.25 <= tuned <= 0.4
-    _, _, _, decision = evaluate_scores(
+    _, _, _, decision, _ = evaluate_scores(
         val_scores, val_y, test_scores, test_y, list("abcd"), "multilabel", EvaluateConfig()
     )
     assert decision.threshold == tuned
@@ -64,7 +64,7 @@ def test_threshold_is_chosen_on_validation_not_test():
 
 def test_fixed_threshold_is_used_as_is():
     y = np.eye(3)
-    _, _, _, decision = evaluate_scores(
+    _, _, _, decision, _ = evaluate_scores(
         y, y, y, y, list("abc"), "multilabel", EvaluateConfig(threshold=0.7)
     )
     assert decision.threshold == 0.7

@@ -118,3 +118,131 @@ def test_attention_skip_is_a_weighted_mean_of_real_tokens(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("task, n_labels", [("multilabel", 5), ("singlelabel", 3)])
+def test_skip_only_model_has_no_recurrent_layer(task, n_labels):
+    cfg = ModelConfig(
+        kind="lstm", layers=0, units=4, embedding_dim=3, embedding_skip=["max", "mean"]
+    )
+    model = build_model(cfg, vocab_size=20, n_labels=n_labels, max_len=7, task=task)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert not kinds & {"SimpleRNN", "LSTM", "GRU", "Bidirectional"}
+    assert "Embedding" in kinds and model.name == "bag_of_embeddings_classifier"
+    out = model.predict(np.random.default_rng(0).integers(0, 20, size=(2, 7)), verbose=0)
+    assert out.shape == (2, n_labels)
+    # Its recurrent twin differs only by the layer between the embedding and the features.
+    twin = build_model(
+        cfg.model_copy(update={"layers": 1}), vocab_size=20, n_labels=n_labels, max_len=7, task=task
+    )
+    assert twin.count_params() > model.count_params()
+
+
+def test_skip_only_model_needs_a_skip():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="embedding_skip"):
+        ModelConfig(kind="lstm", layers=0)
+
+
+def test_reading_backwards_ends_on_the_first_tokens():
+    """With last-state pooling a backwards reader's output depends on the lead most."""
+    cfg = ModelConfig(
+        kind="simple_rnn", units=4, embedding_dim=3, pooling="last", read_backwards=True
+    )
+    model = build_model(cfg, vocab_size=20, n_labels=2, max_len=6, task="multilabel")
+    assert "reverse_tokens" in [layer.name for layer in model.layers]
+    x = np.array([[5, 6, 7, 0, 0, 0]])
+    # Padding (now in front) is masked: more of it changes nothing.
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), model.predict(np.array([[5, 6, 7, 0, 0, 0]]), verbose=0)
+    )
+    import keras
+
+    rnn = keras.Model(model.input, model.get_layer("simple_rnn_1").output)
+    forward = build_model(
+        cfg.model_copy(update={"read_backwards": False}),
+        vocab_size=20,
+        n_labels=2,
+        max_len=6,
+        task="multilabel",
+    )
+    forward.set_weights(model.get_weights())
+    forward_rnn = keras.Model(forward.input, forward.get_layer("simple_rnn_1").output)
+    # Reading 7, 6, 5 backwards is reading the reversed document forwards.
+    np.testing.assert_allclose(
+        rnn.predict(x, verbose=0),
+        forward_rnn.predict(np.array([[7, 6, 5, 0, 0, 0]]), verbose=0),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_state_pooling_ignores_padding(pooling):
+    cfg = ModelConfig(kind="gru", units=4, embedding_dim=3, pooling=pooling, bidirectional=True)
+    model = build_model(cfg, vocab_size=20, n_labels=2, max_len=6, task="multilabel")
+    assert f"{pooling}_over_time" in [layer.name for layer in model.layers]
+    short = build_model(cfg, vocab_size=20, n_labels=2, max_len=4, task="multilabel")
+    short.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        model.predict(np.array([[5, 6, 7, 0, 0, 0]]), verbose=0),
+        short.predict(np.array([[5, 6, 7, 0]]), verbose=0),
+        rtol=1e-5,
+    )
+
+
+def test_prior_bias_starts_scores_at_the_label_frequencies():
+    from rnnops.models import prior_bias
+
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
+    cfg = ModelConfig(kind="lstm", units=4, embedding_dim=3)
+    bias = prior_bias(y, 3, "multilabel")
+    model = build_model(cfg, 20, 3, 5, "multilabel", output_bias=bias)
+    np.testing.assert_allclose(model.get_layer("topics").get_weights()[1], bias)
+    sigmoid = 1 / (1 + np.exp(-bias))
+    np.testing.assert_allclose(sigmoid, [0.75, 0.25, 1e-4], rtol=1e-4)
+    single = prior_bias(np.array([0, 0, 1, 2]), 4, "singlelabel")
+    np.testing.assert_allclose(np.exp(single), [0.5, 0.25, 0.25, 1e-4], rtol=1e-5)
+    zeros = build_model(
+        cfg.model_copy(update={"output_bias": "zeros"}), 20, 3, 5, "multilabel", output_bias=bias
+    )
+    assert not zeros.get_layer("topics").get_weights()[1].any()
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from rnnops.models import learning_rate
+
+    cfg = ModelConfig(
+        kind="lstm", learning_rate=0.01, learning_rate_schedule="cosine", warmup_epochs=1, epochs=4
+    )
+    schedule = learning_rate(cfg, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(0.01)
+    assert rates[2] > rates[3] > rates[4] > 0
+    assert learning_rate(cfg.model_copy(update={"learning_rate_schedule": "constant"}), 10) == 0.01
+
+
+def test_skip_dropout_drops_the_whole_skip_of_a_document():
+    import keras
+
+    cfg = ModelConfig(
+        kind="gru",
+        units=4,
+        embedding_dim=3,
+        pooling="max",
+        embedding_skip=["max", "mean"],
+        skip_dropout=0.5,
+    )
+    model = build_model(cfg, vocab_size=20, n_labels=2, max_len=6, task="multilabel")
+    skip = keras.Model(model.input, model.get_layer("skip_dropout").output)
+    x = np.tile(np.array([[5, 6, 7, 0, 0, 0]]), (400, 1))
+    dropped = skip(x, training=True).numpy()
+    zero_rows = (dropped == 0).all(axis=1)
+    # Whole documents' skips are zeroed (not single features), about half of them.
+    assert 0.35 < zero_rows.mean() < 0.65
+    assert ((dropped != 0).all(axis=1) | zero_rows).all()
+    # At inference nothing is dropped.
+    np.testing.assert_allclose(
+        skip(x, training=False).numpy()[0], skip(x, training=False).numpy()[1]
+    )
+    assert not (skip(x, training=False).numpy() == 0).all(axis=1).any()

@@ -112,8 +112,15 @@ def test_refit_learns_from_the_validation_documents():
         doc_ids=data.doc_ids[data.y == 2],
         lengths=data.lengths[data.y == 2],
     )
+    # Zero output bias: with the prior bias a topic absent from training starts at a
+    # log-frequency of log(1e-4), and the few refit steps here would not lift it.
     cfg = CFG.model_copy(
-        update={"learning_rate": 0.1, "refit_epochs": 30, "refit_learning_rate_scale": 0.5}
+        update={
+            "learning_rate": 0.1,
+            "refit_epochs": 30,
+            "refit_learning_rate_scale": 0.5,
+            "output_bias": "zeros",
+        }
     )
     model, history, fit_seconds = train_model(cfg, train, val, "singlelabel", 12, 3)
     before = model.predict(val.x, verbose=0).argmax(1)
@@ -138,3 +145,59 @@ def test_no_refit_leaves_the_weights_as_early_stopping_chose_them():
     before = model.get_weights()
     assert refit_model(model, CFG, data, data, "singlelabel", 3) == 0.0
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def _write_split_data(tmp_path, train, val):
+    """A processed-data directory the train and evaluate stages can read."""
+    from rnnops.io import write_json
+    from rnnops.preprocess import save_dataset
+
+    data = tmp_path / "data"
+    data.mkdir()
+    save_dataset(data / "train.npz", train)
+    save_dataset(data / "val.npz", val)
+    save_dataset(data / "test.npz", val)
+    write_json(data / "labels.json", {"task": "singlelabel", "labels": ["a", "b", "c"]})
+    write_json(data / "vocab.json", {"tokens": [f"t{i}" for i in range(12)]})
+    return data
+
+
+def test_selection_scores_are_taken_before_the_refit_sees_validation(tmp_path):
+    """The refit trains on validation: the threshold and the model's selection score come
+    from the validation scores of the early-stopped model, which never saw them."""
+    from rnnops.config import EvaluateConfig
+    from rnnops.evaluate import run_evaluate
+    from rnnops.models import load_model
+    from rnnops.train import VAL_SCORES, run_train
+
+    data = toy()
+    train = Dataset(
+        data.x[data.y < 2], data.y[data.y < 2], data.doc_ids[data.y < 2], data.lengths[data.y < 2]
+    )
+    val = Dataset(
+        data.x[data.y == 2],
+        data.y[data.y == 2],
+        data.doc_ids[data.y == 2],
+        data.lengths[data.y == 2],
+    )
+    processed = _write_split_data(tmp_path, train, val)
+    cfg = CFG.model_copy(
+        update={"learning_rate": 0.1, "refit_epochs": 30, "refit_learning_rate_scale": 0.5}
+    )
+    run_train("m", cfg, processed, tmp_path / "m")
+    held_out = np.load(tmp_path / "m" / VAL_SCORES)
+    refitted = load_model(tmp_path / "m" / "model.keras").predict(val.x, verbose=0)
+    # Topic 2 exists only in validation: held out, the model misses it; refitted, it knows it.
+    assert (held_out.argmax(1) == 2).mean() < 0.5 < (refitted.argmax(1) == 2).mean()
+    result = run_evaluate(
+        "m",
+        EvaluateConfig(),
+        tmp_path / "m",
+        processed,
+        tmp_path / "m.json",
+        tmp_path / "plots",
+        tmp_path / "report",
+    )
+    assert result["validation"]["accuracy"] == pytest.approx((held_out.argmax(1) == 2).mean())
+    # Test (here the same documents) is scored by the refitted model.
+    assert result["accuracy"] == pytest.approx((refitted.argmax(1) == 2).mean())
