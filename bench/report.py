@@ -167,6 +167,20 @@ def speed_section(s: dict) -> list[str]:
     return lines
 
 
+def stale_models(speed: dict) -> str | None:
+    """A warning when the speed results were measured on other models than params.yaml's."""
+    import yaml
+
+    current = set((yaml.safe_load((ROOT / "params.yaml").read_text()) or {}).get("models", {}))
+    measured = set(speed.get("train_vs_bare", {}))
+    if current == measured:
+        return None
+    return (
+        f"**These speed figures are of other models** ({', '.join(sorted(measured))}) than "
+        f"the current defaults ({', '.join(sorted(current))}): rerun `make bench-speed`."
+    )
+
+
 def render(results: Path) -> str:
     lines = [
         START,
@@ -177,7 +191,11 @@ def render(results: Path) -> str:
     if quality.exists():
         lines += quality_section(json.loads(quality.read_text()))
     if speed.exists():
-        lines += speed_section(json.loads(speed.read_text()))
+        measured = json.loads(speed.read_text())
+        lines += speed_section(measured)
+        stale = stale_models(measured)
+        if stale:
+            lines += ["", stale]
     lines.append(END)
     return "\n".join(lines)
 

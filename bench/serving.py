@@ -53,6 +53,7 @@ TINY = {
     "preprocess.val_fraction": 0.25,
     "models.lstm.units": 8,
     "models.lstm.embedding_dim": 8,
+    "pretrain.dim": 8,
     "models.lstm.epochs": 1,
     "models.lstm.batch_size": 16,
 }

@@ -32,6 +32,9 @@ TINY_OVERRIDES = {
     "preprocess.max_len": 40,
     "preprocess.min_freq": 1,
     "preprocess.val_fraction": 0.25,
+    # word2vec vectors as wide as the tiny models' embeddings, learned in a blink.
+    "pretrain.dim": 8,
+    "pretrain.epochs": 50,
     **{
         f"models.{name}.{key}": value
         for name in TINY_MODELS

@@ -89,3 +89,23 @@ def ablation_rows(
                 )
         rows.append(row)
     return rows
+
+
+def bag_of_embeddings_gaps(
+    models: dict[str, ModelConfig], metrics: dict[str, dict], keys=("micro_f1", "macro_f1")
+) -> list[dict]:
+    """Each recurrent model against each bag-of-embeddings model (``layers: 0``) of the run:
+    what the recurrent layers score beyond the bag of words (test metrics)."""
+    bags = [n for n, c in models.items() if c.layers == 0 and n in metrics]
+    rows = []
+    for name, cfg in models.items():
+        if cfg.layers == 0 or name not in metrics:
+            continue
+        for bag in bags:
+            row = {"model": name, "bag": bag}
+            for key in keys:
+                a, b = metrics[name].get(key), metrics[bag].get(key)
+                row[key], row[f"bag_{key}"] = a, b
+                row[f"gain_{key}"] = None if a is None or b is None else a - b
+            rows.append(row)
+    return rows

@@ -347,6 +347,7 @@ def cmd_compare(args: argparse.Namespace, params: Params) -> None:
         args.plots,
         baseline=not args.no_baseline,
         twins=find_twins(params.models),
+        model_configs=params.models,
     )
     print(result.summary.to_string(index=False))
     if args.no_mlflow:

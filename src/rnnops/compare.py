@@ -66,6 +66,29 @@ def summary_table(metrics: dict[str, dict], kinds: dict[str, str]) -> pd.DataFra
     return frame.sort_values("val_macro_f1", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def bag_gaps_markdown(rows: list[dict]) -> list[str]:
+    """Each recurrent model beside the run's bag-of-embeddings models."""
+    if not rows:
+        return []
+    lines = [
+        "## Beside the bag of embeddings",
+        "",
+        "Each recurrent model against each model of this run with no recurrent layer "
+        "(`layers: 0`: the embeddings pooled straight into the classifier), test "
+        "micro-F1 / macro-F1: what the recurrent layers score beyond a bag of words.",
+        "",
+        "| model | micro / macro | bag of embeddings | its micro / macro | difference |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['micro_f1']:.4f} / {r['macro_f1']:.4f} | {r['bag']} "
+            f"| {r['bag_micro_f1']:.4f} / {r['bag_macro_f1']:.4f} "
+            f"| {r['gain_micro_f1']:+.4f} / {r['gain_macro_f1']:+.4f} |"
+        )
+    return [*lines, ""]
+
+
 def ablation_markdown(rows: list[dict]) -> list[str]:
     """The ablation section: each model with a skip beside its skip-only and no-skip twins."""
     if not rows:
@@ -200,6 +223,7 @@ def report_markdown(
     figures: dict[str, str],
     task: str,
     ablation: list[dict] = (),
+    bag_gaps: list[dict] = (),
 ) -> str:
     """The report in markdown; ``figures`` maps a figure name to its link target."""
     lines = ["# Model comparison: SimpleRNN vs LSTM (and friends)", ""]
@@ -218,6 +242,7 @@ def report_markdown(
         ]
     lines += ["## Models", "", *markdown_table(summary), ""]
     lines += ablation_markdown(list(ablation))
+    lines += bag_gaps_markdown(list(bag_gaps))
     if baseline:
         lines += ["## Gap to the TF-IDF + linear SVM baseline", ""]
         gap = summary[["model", "accuracy", "micro_f1", "macro_f1"]].copy()
@@ -389,12 +414,15 @@ def run_compare(
     plots_dir: str | Path,
     baseline: bool = True,
     twins: dict[str, dict[str, str | None]] | None = None,
+    model_configs: dict | None = None,
 ) -> Comparison:
     """Compare the evaluated models; write the report (md, html) and its figures.
 
-    ``twins`` (from :func:`rnnops.ablation.find_twins`) adds the ablation section.
+    ``twins`` (from :func:`rnnops.ablation.find_twins`) adds the ablation section;
+    ``model_configs`` (the trained models' configs) the recurrent models beside the
+    bags of embeddings.
     """
-    from rnnops.ablation import ablation_rows
+    from rnnops.ablation import ablation_rows, bag_of_embeddings_gaps
 
     metrics_dir, models_dir, eval_dir = Path(metrics_dir), Path(models_dir), Path(eval_dir)
     missing = [n for n in model_names if not (metrics_dir / f"{n}.json").exists()]
@@ -406,6 +434,7 @@ def run_compare(
     task = next(iter(metrics.values()))["task"] if metrics else "?"
     summary = summary_table(metrics, kinds)
     ablation = ablation_rows(twins or {}, metrics)
+    bag_gaps = bag_of_embeddings_gaps(model_configs or {}, metrics)
     histories = {
         n: pd.read_csv(models_dir / n / "history.csv")
         for n in model_names
@@ -438,7 +467,7 @@ def run_compare(
     figures = {name: plots_dir / name for name in FIGURES}
     report_md, report_html = Path(report_md), Path(report_html)
     rel = {name: _relative(path, report_md.parent) for name, path in figures.items()}
-    markdown = report_markdown(summary, per_class, buckets, svm, rel, task, ablation)
+    markdown = report_markdown(summary, per_class, buckets, svm, rel, task, ablation, bag_gaps)
     images = {name: path.read_bytes() for name, path in figures.items()}
     with atomic_path(report_md) as tmp:
         tmp.write_text(markdown)

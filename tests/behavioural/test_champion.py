@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.behavioural, pytest.mark.integration]
 LEARNT = {
     "models.lstm.units": 16,
     "models.lstm.embedding_dim": 16,
+    "pretrain.dim": 16,
     "models.lstm.epochs": 30,
     "models.lstm.early_stopping_patience": 5,
     "models.lstm.batch_size": 16,

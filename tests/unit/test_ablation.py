@@ -1,4 +1,13 @@
-from rnnops.ablation import find_twins, no_skip_twin, same_network, skip_only_twin, twins_of
+import pytest
+
+from rnnops.ablation import (
+    bag_of_embeddings_gaps,
+    find_twins,
+    no_skip_twin,
+    same_network,
+    skip_only_twin,
+    twins_of,
+)
 from rnnops.config import ModelConfig
 
 SKIPPED = ModelConfig(kind="gru", bidirectional=True, units=32, embedding_skip=["max", "mean"])
@@ -39,3 +48,22 @@ def test_find_twins_names_what_the_run_has():
     # A different learning rate is a different network: lstm_skip has no twin here.
     assert twins["lstm_skip"] == {"skip_only": None, "no_skip": None}
     assert set(twins) == {"bigru_skip", "lstm_skip"}
+
+
+def test_recurrent_models_beside_the_bags_of_embeddings():
+    models = {
+        "lstm": no_skip_twin(SKIPPED),
+        "boe": skip_only_twin(SKIPPED),
+        "rnn": ModelConfig(kind="simple_rnn", layers=2),
+    }
+    metrics = {
+        "lstm": {"micro_f1": 0.85, "macro_f1": 0.40},
+        "boe": {"micro_f1": 0.87, "macro_f1": 0.46},
+        "rnn": {"micro_f1": 0.73, "macro_f1": 0.15},
+    }
+    rows = {r["model"]: r for r in bag_of_embeddings_gaps(models, metrics)}
+    assert set(rows) == {"lstm", "rnn"} and rows["lstm"]["bag"] == "boe"
+    assert rows["lstm"]["gain_micro_f1"] == pytest.approx(-0.02)
+    assert rows["rnn"]["gain_macro_f1"] == pytest.approx(-0.31)
+    # Without a bag of embeddings in the run there is nothing to set beside.
+    assert bag_of_embeddings_gaps({"lstm": models["lstm"]}, metrics) == []

@@ -15,6 +15,7 @@ from rnnops.compare import (
     run_compare,
     summary_table,
 )
+from rnnops.config import ModelConfig
 
 
 def test_summary_table_best_on_validation_first():
@@ -144,12 +145,20 @@ def test_run_compare_lists_every_model_with_its_figures(tmp_path):
         tmp_path / "plots" / "comparison",
         baseline=False,
         twins={"gru": {"skip_only": "rnn", "no_skip": None}},
+        model_configs={
+            "rnn": ModelConfig(kind="lstm", layers=0, embedding_skip=["max"]),
+            "lstm": ModelConfig(kind="lstm"),
+            "gru": ModelConfig(kind="gru", embedding_skip=["max"]),
+        },
     )
     md = (tmp_path / "reports" / "comparison.md").read_text()
     assert "## Ablation" in md and "Best by validation macro-F1: **gru** (0.7000" in md
     # gru 0.6 / 0.6 beside its skip-only twin rnn 0.6 / 0.4; no no-skip twin in this run.
     assert "| gru | 0.6000 / 0.6000 | rnn | 0.6000 / 0.4000 | +0.0000 / +0.2000 | – |" in md
     assert result.ablation[0]["gain_over_skip_only_macro_f1"] == pytest.approx(0.2)
+    # Every recurrent model beside the bag of embeddings (rnn here has no recurrent layer).
+    assert "## Beside the bag of embeddings" in md
+    assert "| lstm | 0.6000 / 0.5000 | rnn | 0.6000 / 0.4000 | +0.0000 / +0.1000 |" in md
     html = (tmp_path / "reports" / "comparison.html").read_text()
     for name in names:
         assert f"| {name} |" in md and f"<td>{name}</td>" in html
