@@ -32,11 +32,25 @@ def verdict_lines(verdicts: dict) -> list[str]:
     lines = []
     for key, v in verdicts.items():
         state = "met" if v["met"] else "**not met**"
+        if "value" not in v and v["met"] is None:
+            for model, ok in v["models"].items():
+                lines.append(
+                    f"- candidate `{model}`: "
+                    + (
+                        "earns its place (it may join the defaults)"
+                        if ok
+                        else "does **not** beat its skip-only twin by the margins, so it "
+                        "stays out of the defaults"
+                    )
+                )
+            continue
         if "value" not in v:
+            with_skip = ", ".join(f"`{m}`" for m in v["models"]) or "none"
             behind = [m for m, ok in v["models"].items() if not ok]
             lines.append(
-                "- every model with a skip ahead of its skip-only twin by ≥ 0.5 point micro-F1 "
-                f"and ≥ 2 points macro-F1 (90 topics): {state}"
+                "- every default model with a skip ahead of its skip-only twin by ≥ 0.5 point "
+                f"micro-F1 and ≥ 2 points macro-F1 (90 topics; defaults with a skip: "
+                f"{with_skip}): {state}"
                 + (f" ({', '.join(f'`{m}`' for m in behind)} behind)" if behind else "")
             )
             continue

@@ -125,6 +125,12 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
     from rnnops.train import TRAIN_OUTPUTS, run_train
 
     cfg = _model_cfg(params, args.model)
+    if cfg.embedding_init == "word2vec" and args.pretrained is None:
+        # Refused before an MLflow run starts: a usage error is not a failed training.
+        raise ConfigError(
+            f"models.{args.model}.embedding_init is word2vec: pass --pretrained "
+            "data/pretrained (the pretrain stage's output; dvc repro pretrain)"
+        )
     tracking, tags, data_hash = _start_tracking(params, args.data)
     tags.update({"rnnops.model": args.model, "rnnops.kind": cfg.kind, "rnnops.stage": "train"})
     data_dir, out = Path(args.data), Path(args.out)

@@ -147,13 +147,8 @@ def build_model(
         raise ValueError(f"unknown model kind {cfg.kind!r}; allowed: {', '.join(_RECURRENT)}")
     inputs = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
     tokens = ReverseTokens(name="reverse_tokens")(inputs) if cfg.read_backwards else inputs
-    initializer = "uniform" if embeddings is None else keras.initializers.Constant(embeddings)
     x = layers.Embedding(
-        vocab_size,
-        cfg.embedding_dim,
-        embeddings_initializer=initializer,
-        mask_zero=cfg.mask_padding,
-        name="embedding",
+        vocab_size, cfg.embedding_dim, mask_zero=cfg.mask_padding, name="embedding"
     )(tokens)
     if cfg.spatial_dropout > 0:
         x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
@@ -187,12 +182,16 @@ def build_model(
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     activation = "softmax" if task == "singlelabel" else "sigmoid"
-    bias = "zeros"
-    if cfg.output_bias == "prior" and output_bias is not None:
-        bias = keras.initializers.Constant(np.asarray(output_bias, dtype="float32"))
-    outputs = layers.Dense(n_labels, activation=activation, bias_initializer=bias, name="topics")(x)
+    outputs = layers.Dense(n_labels, activation=activation, name="topics")(x)
     name = f"{cfg.kind}_classifier" if cfg.layers else "bag_of_embeddings_classifier"
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    # Starting values are assigned, not passed as Constant initializers: an initializer's
+    # value is saved in the model's config, which would then hold the whole embedding matrix.
+    if embeddings is not None:
+        model.get_layer("embedding").embeddings.assign(np.asarray(embeddings, dtype="float32"))
+    if cfg.output_bias == "prior" and output_bias is not None:
+        model.get_layer("topics").bias.assign(np.asarray(output_bias, dtype="float32"))
+    return model
 
 
 def learning_rate(cfg: ModelConfig, steps_per_epoch: int):

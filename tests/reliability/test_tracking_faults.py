@@ -44,6 +44,8 @@ def train_cmd(params: str, out) -> list[str]:
         "lstm",
         "--data",
         "data/processed",
+        "--pretrained",
+        "data/pretrained",
         "--out",
         str(out),
     ]
@@ -94,7 +96,17 @@ def test_01_exception_in_training_fails_the_run_registers_nothing_champion_uncha
     labels["labels"] = labels["labels"][:2]  # targets no longer fit the output layer
     (broken / "labels.json").write_text(json.dumps(labels))
     proc = run(
-        [RNNOPS, "train", "lstm", "--data", str(broken), "--out", str(tmp_path / "out")],
+        [
+            RNNOPS,
+            "train",
+            "lstm",
+            "--data",
+            str(broken),
+            "--pretrained",
+            "data/pretrained",
+            "--out",
+            str(tmp_path / "out"),
+        ],
         project,
         env,
         check=False,

@@ -131,3 +131,38 @@ def test_params_without_ensembles_are_valid():
 def test_refit_settings_are_checked(key, value):
     msg = bad({f"models.lstm.{key}": value})
     assert f"models.lstm.{key}" in msg
+
+
+def test_word2vec_model_without_the_pretrained_vectors_is_refused_before_any_run(tmp_path):
+    """`rnnops train` of a word2vec model without --pretrained exits 2 naming the fix."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    params = {
+        "models": {"m": {"kind": "lstm", "embedding_dim": 128, "embedding_init": "word2vec"}},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'never.db'}"},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnops",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "train",
+            "m",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--pretrained data/pretrained" in proc.stderr
+    assert not (tmp_path / "never.db").exists() and not (tmp_path / "out").exists()

@@ -64,3 +64,20 @@ def test_word2vec_models_need_the_pretrained_dimension():
         parse_params(raw)
     raw["models"]["m"]["embedding_dim"] = 64
     assert parse_params(raw).models["m"].embedding_init == "word2vec"
+
+
+def test_saved_models_do_not_carry_their_starting_values_in_the_config(tmp_path):
+    import zipfile
+
+    from rnnops.models import prior_bias
+
+    vectors = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    cfg = ModelConfig(kind="lstm", units=4, embedding_dim=16, embedding_init="word2vec")
+    bias = prior_bias(np.eye(3)[[0, 1, 1, 2]], 3, "multilabel")
+    model = build_model(cfg, 500, 3, 6, "multilabel", output_bias=bias, embeddings=vectors)
+    np.testing.assert_allclose(model.get_layer("topics").get_weights()[1], bias)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        config_bytes = z.getinfo("config.json").file_size
+    # The 8,000 starting values live in the weights file only.
+    assert config_bytes < 20_000, config_bytes
