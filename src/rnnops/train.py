@@ -131,15 +131,40 @@ def _callbacks(cfg: ModelConfig, extra: Sequence, task: str = "multilabel") -> l
 
     callbacks = [FailOnNonFiniteLoss(), Progress()]
     if cfg.early_stopping_patience > 0:
+        monitor, mode = monitored(cfg, task)
+        stopping = keras.callbacks.EarlyStopping if mode == "min" else score_early_stopping()
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitored(cfg, task)[0],
-                mode=monitored(cfg, task)[1],
+            stopping(
+                monitor=monitor,
+                mode=mode,
                 patience=cfg.early_stopping_patience,
                 restore_best_weights=True,
             )
         )
     return callbacks + list(extra)
+
+
+def score_early_stopping():
+    """EarlyStopping on a validation score whose patience starts at the first non-zero score.
+
+    A model whose output starts at the label priors scores every topic below the 0.5 of
+    the validation micro-F1 for its first epochs: a score of 0 there means it has not
+    started to predict yet, not that it has stopped improving.
+    """
+    import keras
+
+    class ScoreEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.started = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self.started and (logs or {}).get(self.monitor) == 0:
+                return
+            self.started = True
+            super().on_epoch_end(epoch, logs)
+
+    return ScoreEarlyStopping
 
 
 def epoch_clock():

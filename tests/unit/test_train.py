@@ -201,3 +201,23 @@ def test_selection_scores_are_taken_before_the_refit_sees_validation(tmp_path):
     assert result["validation"]["accuracy"] == pytest.approx((held_out.argmax(1) == 2).mean())
     # Test (here the same documents) is scored by the refitted model.
     assert result["accuracy"] == pytest.approx((refitted.argmax(1) == 2).mean())
+
+
+def test_score_patience_starts_at_the_first_non_zero_score():
+    """Scores of 0 (nothing above the threshold yet) do not use up the patience."""
+    import keras
+
+    from rnnops.train import score_early_stopping
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    stopping = score_early_stopping()(monitor="val_micro_f1", mode="max", patience=2)
+    model.stop_training = False  # what fit sets before the first epoch
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    for epoch, score in enumerate([0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.4]):
+        stopping.on_epoch_end(epoch, {"val_micro_f1": score})
+        assert not model.stop_training, epoch
+    for epoch in (7, 8):
+        stopping.on_epoch_end(epoch, {"val_micro_f1": 0.35})
+    # Two epochs without beating 0.4: patience is used up now.
+    assert model.stop_training and stopping.best == 0.4
