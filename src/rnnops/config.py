@@ -312,6 +312,10 @@ def _format_error(exc: ValidationError, source: str) -> str:
             msg = "unknown key (remove it or check its spelling)"
         elif err["type"] == "literal_error" and "expected" in ctx:
             msg = f"got {err.get('input')!r}; allowed values: {ctx['expected']}"
+        elif err["type"] == "value_error" and isinstance(err.get("input"), dict):
+            # A check across a whole section: its message names the keys; echoing the
+            # section itself would bury it.
+            msg = msg.removeprefix("Value error, ")
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {key or '<root>'}: {msg}")

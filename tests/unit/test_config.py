@@ -166,3 +166,17 @@ def test_word2vec_model_without_the_pretrained_vectors_is_refused_before_any_run
     assert proc.returncode == 2, proc.stderr
     assert "--pretrained data/pretrained" in proc.stderr
     assert not (tmp_path / "never.db").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_check_across_models_names_the_keys_without_echoing_the_section():
+    from rnnops.config import ConfigError, parse_params
+
+    raw = {
+        "pretrain": {"dim": 64},
+        "models": {"m": {"kind": "lstm", "embedding_dim": 32, "embedding_init": "word2vec"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    message = str(err.value)
+    assert "models.m.embedding_dim is 32" in message and "pretrain.dim 64" in message
+    assert "{" not in message and "Value error" not in message
