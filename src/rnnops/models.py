@@ -148,7 +148,13 @@ def build_model(
     inputs = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
     tokens = ReverseTokens(name="reverse_tokens")(inputs) if cfg.read_backwards else inputs
     x = layers.Embedding(
-        vocab_size, cfg.embedding_dim, mask_zero=cfg.mask_padding, name="embedding"
+        vocab_size,
+        cfg.embedding_dim,
+        # Zeros draw no random numbers, so the layers after it get the same initial
+        # weights as when the vectors were given as the initializer.
+        embeddings_initializer="uniform" if embeddings is None else "zeros",
+        mask_zero=cfg.mask_padding,
+        name="embedding",
     )(tokens)
     if cfg.spatial_dropout > 0:
         x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
