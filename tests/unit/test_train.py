@@ -117,7 +117,9 @@ def test_refit_learns_from_the_validation_documents():
     cfg = CFG.model_copy(
         update={
             "learning_rate": 0.1,
-            "refit_epochs": 30,
+            # 60 epochs: at 30 the share reached 0.83-1.0 depending on the machine and
+            # seed; at 60 it is 1.0 for seeds 0-2.
+            "refit_epochs": 60,
             "refit_learning_rate_scale": 0.5,
             "output_bias": "zeros",
         }
@@ -132,7 +134,7 @@ def test_refit_learns_from_the_validation_documents():
     summary = summarize(
         "m", cfg, "singlelabel", model, history, fit_seconds, train, val, None, seconds
     )
-    assert summary.refit_epochs == 30
+    assert summary.refit_epochs == 60
     assert summary.train_seconds == pytest.approx(fit_seconds + seconds, abs=2e-3)
     assert summary.seconds_per_epoch == pytest.approx(fit_seconds / len(history), abs=2e-3)
 
