@@ -48,6 +48,28 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+# What the check_params stage writes when every section is valid. Always the same bytes:
+# the stages after it depend on this file, and a constant hash reruns none of them.
+PARAMS_CHECKED = {"params": "valid"}
+
+
+def cmd_check_params(args: argparse.Namespace, params: Params) -> None:
+    from rnnops.io import write_json
+
+    # main() has already loaded and validated every section before calling this.
+    write_json(args.out, PARAMS_CHECKED)
+    log.info("check-params: %s is valid -> %s", args.params, args.out)
+
+
+def params_restore_hint(path: str) -> str:
+    """How to get a valid parameter file back; ``dvc exp run -S`` writes its values into it."""
+    return (
+        f"{path} now holds that value if `dvc exp run -S` or `dvc exp apply` wrote it: fix "
+        f"the value, or see the change with `git diff {path}` and restore the committed "
+        f"file with `git checkout -- {path}`."
+    )
+
+
 def cmd_ingest(args: argparse.Namespace, params: Params) -> None:
     from rnnops.ingest import run_ingest
 
@@ -460,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
 
     p = sub.add_parser(
+        "check-params",
+        help="validate every section of the parameter file (the pipeline's first stage)",
+        description="Validate the whole parameter file and write a marker file that every "
+        "other stage depends on. DVC removes a stage's outputs before the stage's command "
+        "runs, so a bad value must be caught here, before any stage with outputs starts.",
+    )
+    p.add_argument("--out", required=True, help="marker file, e.g. data/params_check.json")
+    p.set_defaults(func=cmd_check_params)
+
+    p = sub.add_parser(
         "ingest",
         help="read the corpus into one validated Parquet table",
         description="Read the corpus named by ingest.source into a table "
@@ -653,7 +685,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     INVALID_INPUT = _invalid_input_errors()
     try:
-        params = load_params(args.params)
+        try:
+            params = load_params(args.params)
+        except ConfigError as exc:
+            print(f"rnnops {args.command}: error: {exc}", file=sys.stderr)
+            print(f"rnnops {args.command}: {params_restore_hint(args.params)}", file=sys.stderr)
+            return 2
         status = func(args, params)
         if status:
             return int(status)

@@ -41,6 +41,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
 
     first = run([DVC, "repro"], project, env)
     assert set(ran_stages(first.stdout)) == {
+        "check_params",
         "ingest",
         "preprocess",
         "pretrain",
@@ -92,6 +93,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
 
     added = run([DVC, "repro"], project, env)
     assert sorted(ran_stages(added.stdout)) == [
+        "check_params",
         "compare",
         "ensemble@pair",
         "evaluate_ensemble@pair",
@@ -142,6 +144,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
     set_param(project, "models", "lstm", "units", 5)
     again = run([DVC, "repro"], project, env)
     assert sorted(ran_stages(again.stdout)) == [
+        "check_params",
         "compare",
         "ensemble@pair",
         "evaluate@lstm",

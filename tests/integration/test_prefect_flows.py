@@ -86,8 +86,9 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     state = training_flow(project_dir=str(project), return_state=True)
     assert state.is_completed(), state
     summary = state.result()
-    stages = task_states(state.state_details.flow_run_id, expect=9)
+    stages = task_states(state.state_details.flow_run_id, expect=10)
     expected = {
+        "check_params",
         "ingest",
         "preprocess",
         "pretrain",

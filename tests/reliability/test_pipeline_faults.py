@@ -273,8 +273,9 @@ def test_16_failing_stage_fails_the_flow_and_stops_later_stages(prefect_harness,
     state = training_flow(project_dir=str(project), retry_delay_seconds=0.1, return_state=True)
     assert state.is_failed()
     flow_run_id = state.state_details.flow_run_id
-    runs = task_runs(flow_run_id, expect=2)
+    runs = task_runs(flow_run_id, expect=3)
     assert {n: r.state.type.value for n, r in runs.items()} == {
+        "check_params": "COMPLETED",
         "ingest": "COMPLETED",
         "preprocess": "FAILED",
     }
