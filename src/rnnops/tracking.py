@@ -127,8 +127,11 @@ def configure(uri_param: str | None, experiment: str) -> str:
     """Point MLflow at the resolved store and experiment; return the URI."""
     import mlflow
 
+    from rnnops.store_check import check_store
+
     uri = resolve_tracking_uri(uri_param)
     bounded_http_defaults()
+    check_store(uri)
     ensure_store(uri)
     mlflow.set_tracking_uri(uri)
     if _sqlite_path(uri) is not None and not os.environ.get("MLFLOW_ARTIFACT_ROOT"):
@@ -725,8 +728,11 @@ def use_tracking_uri(configured: str | None) -> str:
     """
     import mlflow
 
+    from rnnops.store_check import check_store
+
     uri = resolve_tracking_uri(configured)
     bounded_http_defaults()
+    check_store(uri, must_exist=True)  # models are read, never a new store made to hold them
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -764,7 +770,11 @@ def resolve_model_version(model_uri: str) -> dict[str, str | None]:
             mv = client.get_model_version(name, version)
     except mlflow.exceptions.MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise ModelNotFoundError(f"{model_uri} not found in {store}: {exc.message}") from None
+            raise ModelNotFoundError(
+                f"{model_uri} not found in {store} ({exc.message}): run the pipeline to "
+                "train and promote one (make run, or dvc repro), or point "
+                "MLFLOW_TRACKING_URI at the store that holds it"
+            ) from None
         raise TrackingError(f"could not read {model_uri} from {store}: {exc.message}") from None
     return {
         "name": mv.name,
@@ -824,9 +834,12 @@ def doctor(uri: str, dry_run: bool = False) -> list[dict[str, str]]:
     """:func:`reap_dead_runs` on the store at ``uri`` (nothing to do if it does not exist)."""
     import mlflow
 
+    from rnnops.store_check import check_store
+
     db = _sqlite_path(uri)
     if db is not None and not db.exists():
         return []
+    check_store(uri)
     bounded_http_defaults()
     mlflow.set_tracking_uri(uri)
     return reap_dead_runs(dry_run=dry_run)
