@@ -163,13 +163,23 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
         ran = [s for s, r in summary["stages"].items() if r]
         lines += [f"Stages run: {', '.join(ran) or 'none'}", ""]
     if runs:
-        cols = ["model", "accuracy", "micro_f1", "macro_f1"]
-        lines += ["| " + " | ".join(cols) + " | MLflow run |", "|" + "---|" * (len(cols) + 1)]
-        for r in sorted(runs, key=lambda r: -r["metrics"].get("macro_f1", 0)):
-            cells = [r["model"]] + [f"{r['metrics'].get(c, float('nan')):.4f}" for c in cols[1:]]
-            lines.append(
-                "| " + " | ".join(cells) + f" | [{r['run_id'][:8]}]({r['url']}) ({r['status']}) |"
-            )
+        # Ranked by validation macro-F1, what selection reads; test is only reported.
+        cols = ["accuracy", "micro_f1", "macro_f1"]
+        header = ["model", "validation macro_f1", *(f"test {c}" for c in cols), "MLflow run"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        nan = float("nan")
+
+        def validation_score(r: dict) -> float:
+            return r.get("validation", {}).get("macro_f1", -1.0)
+
+        for r in sorted(runs, key=lambda r: -validation_score(r)):
+            cells = [
+                r["model"],
+                f"{r.get('validation', {}).get('macro_f1', nan):.4f}",
+                *(f"{r['metrics'].get(c, nan):.4f}" for c in cols),
+                f"[{r['run_id'][:8]}]({r['url']}) ({r['status']})",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     comparison = summary.get("comparison")
     if comparison:

@@ -656,6 +656,11 @@ def runs_of_sweep(sweep_id: str, experiment: str) -> list[dict]:
             "status": r.info.status,
             "params": dict(r.data.params),
             "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
+            "validation": {
+                k[len("validation_") :]: v
+                for k, v in r.data.metrics.items()
+                if k.startswith("validation_")
+            },
         }
         for r in found
         if r.data.tags.get("rnnops.sweep_role") != "parent"
@@ -677,6 +682,11 @@ def runs_tagged(key: str, value: str, experiment: str) -> list[dict]:
             "model": r.data.tags.get("rnnops.model", r.info.run_name),
             "status": r.info.status,
             "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
+            "validation": {
+                k[len("validation_") :]: v
+                for k, v in r.data.metrics.items()
+                if k.startswith("validation_")
+            },
             "url": run_url(r.info.run_id),
         }
         for r in found

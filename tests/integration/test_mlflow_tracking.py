@@ -33,6 +33,11 @@ def test_one_run_per_model_with_params_curves_metrics_artifacts(tracked):
     assert {"test_accuracy", "test_micro_f1", "test_macro_f1", "decision_threshold"} <= set(
         lstm.data.metrics
     )
+    # What selection read (metrics/lstm.json's validation block) is on the run too.
+    project = tracked[0]
+    selected = json.loads((project / "metrics/lstm.json").read_text())["validation"]
+    assert lstm.data.metrics["validation_macro_f1"] == pytest.approx(selected["macro_f1"])
+    assert lstm.data.metrics["validation_micro_f1"] == pytest.approx(selected["micro_f1"])
     history = client.get_metric_history(lstm.info.run_id, "val_loss")
     assert [m.step for m in history] == [1]
     artifacts = {a.path for a in client.list_artifacts(lstm.info.run_id)}

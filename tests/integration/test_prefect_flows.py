@@ -116,6 +116,7 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     for run_id in summary["mlflow_runs"]:
         assert run_id[:8] in report
     assert "| lstm |" in report and "| rnn |" in report
+    assert "validation macro_f1" in report
     assert "registered version **1**" in report and "champion" in report
 
     again = training_flow(project_dir=str(project), return_state=True)
