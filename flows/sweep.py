@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.training import _links_env, sweep_env
+from flows.training import _links_env, stream_to_log, sweep_env
 from rnnops import pipeline, tracking
 from rnnops.config import ConfigError, load_params, parse_params
 
@@ -110,10 +110,8 @@ def sweep_point(
     """One point as an isolated DVC experiment in this process."""
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(root, overrides, env, name=name)
+        result = pipeline.run_experiment(root, overrides, env, name=name, on_line=stream_to_log())
     except pipeline.StageError as exc:
-        for line in exc.output.splitlines()[-40:]:
-            logger.info(line)
         logger.error("point %d %s failed: %s", index, overrides, exc)
         raise
     logger.info("point %d (%s) ran %s in %.1fs", index, name, result.stages_run, result.seconds)

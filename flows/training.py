@@ -18,9 +18,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.runtime import task_run as runtime_task_run
+from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
-from rnnops import pipeline, tracking
+from rnnops import pipeline, stage_output, tracking
 from rnnops.config import load_params
 from rnnops.io import read_json
 
@@ -38,11 +39,20 @@ def retry_transient_only(task, task_run, state) -> bool:
     return False
 
 
-def _log_output(output: str, limit: int = 60) -> None:
+def stream_to_log():
+    """A line sink for :func:`pipeline.run_dvc`: each line to the Prefect log at its level.
+
+    Known tool noise is dropped (:mod:`rnnops.stage_output`); the run logger is taken here,
+    in the task's context, and called from the same thread as lines arrive.
+    """
     logger = get_run_logger()
-    lines = [line for line in output.splitlines() if line.strip()]
-    for line in lines[-limit:]:
-        logger.info(line)
+
+    def sink(line: str) -> None:
+        shown = stage_output.classify(line)
+        if shown is not None:
+            logger.log(*shown)
+
+    return sink
 
 
 def lateness_seconds(scheduled: datetime | None, now: datetime | None = None) -> float:
@@ -74,33 +84,35 @@ def _execution_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @task(name="dvc-stage", task_run_name="{stage}", persist_result=False)
-def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
+def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any] | State:
     logger = get_run_logger()
     try:
-        result = pipeline.run_stage(root, stage, _execution_env(env))
+        result = pipeline.run_stage(root, stage, _execution_env(env), on_line=stream_to_log())
     except pipeline.StageError as exc:
-        _log_output(exc.output)
         logger.error(str(exc))
         raise
-    _log_output(result.output)
-    logger.info(
-        "%s: %s in %.1fs", stage, "ran" if result.ran else "unchanged, skipped", result.seconds
-    )
-    return {"stage": stage, "ran": result.ran, "seconds": round(result.seconds, 2)}
+    summary = {"stage": stage, "ran": result.ran, "seconds": round(result.seconds, 2)}
+    if not result.ran:
+        # Shown as Skipped, not as a green half-second of work.
+        message = f"{stage}: unchanged (data, code and params), skipped"
+        logger.info(message)
+        return Completed(name="Skipped", message=message, data=summary)
+    logger.info("%s: ran in %.1fs", stage, result.seconds)
+    return summary
 
 
-@task(name="dvc-experiment", persist_result=False)
+@task(name="dvc-experiment", task_run_name="dvc exp run {name}", persist_result=False)
 def dvc_experiment(
     root: str, overrides: dict[str, Any], env: dict[str, str], name: str | None = None
 ) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(root, overrides, _execution_env(env), name=name)
+        result = pipeline.run_experiment(
+            root, overrides, _execution_env(env), name=name, on_line=stream_to_log()
+        )
     except pipeline.StageError as exc:
-        _log_output(exc.output)
         logger.error(str(exc))
         raise
-    _log_output(result.output)
     logger.info(
         "experiment %s ran stages %s in %.1fs", result.name, result.stages_run, result.seconds
     )
@@ -111,28 +123,29 @@ def dvc_experiment(
     }
 
 
-@task(name="dvc-pull", persist_result=False)
+@task(name="dvc-pull", task_run_name="dvc pull", persist_result=False)
 def dvc_pull(root: str, env: dict[str, str]) -> None:
     logger = get_run_logger()
     try:
-        _log_output(pipeline.pull(root, env), limit=20)
+        pipeline.pull(root, env, on_line=stream_to_log())
     except pipeline.StageError as exc:
         logger.error(str(exc))
         raise
 
 
-@task(name="dvc-push", persist_result=False)
+@task(name="dvc-push", task_run_name="dvc push", persist_result=False)
 def dvc_push(root: str, env: dict[str, str]) -> None:
-    _log_output(pipeline.push(root, env))
+    pipeline.push(root, env, on_line=stream_to_log())
 
 
 def _links_env() -> dict[str, str]:
     env = {}
     if runtime_flow_run.id:
         env["RNNOPS_PREFECT_FLOW_RUN_ID"] = str(runtime_flow_run.id)
-        url = runtime_flow_run.ui_url
-        if url:
-            env["RNNOPS_PREFECT_FLOW_RUN_URL"] = str(url)
+        # Prefect builds the URL from PREFECT_UI_URL; without a UI it reads "None/flow-runs/…".
+        url = str(runtime_flow_run.ui_url or "")
+        if url.startswith(("http://", "https://")):
+            env["RNNOPS_PREFECT_FLOW_RUN_URL"] = url
     if runtime_deployment.name:
         env["RNNOPS_PREFECT_DEPLOYMENT"] = str(runtime_deployment.name)
     return env
@@ -173,14 +186,24 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
             return r.get("validation", {}).get("macro_f1", -1.0)
 
         for r in sorted(runs, key=lambda r: -validation_score(r)):
+            url = r.get("url") or ""
+            link = f"[{r['run_id'][:8]}]({url})" if url.startswith("http") else f"`{r['run_id']}`"
             cells = [
                 r["model"],
                 f"{r.get('validation', {}).get('macro_f1', nan):.4f}",
                 *(f"{r['metrics'].get(c, nan):.4f}" for c in cols),
-                f"[{r['run_id'][:8]}]({r['url']}) ({r['status']})",
+                f"{link} ({r['status']})",
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if not all((r.get("url") or "").startswith("http") for r in runs):
+            # A SQLite store has no web address: say how to open the UI, not the file path.
+            lines += [
+                "The runs are in a local MLflow store: open its UI with `make ui`, then "
+                f"http://127.0.0.1:5000 (experiment `{summary.get('mlflow_experiment', '')}`); "
+                "search a run id there.",
+                "",
+            ]
     comparison = summary.get("comparison")
     if comparison:
         lines += [
@@ -197,7 +220,29 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
     return "\n".join(lines) + "\n"
 
 
-@flow(name="training", log_prints=True, persist_result=False)
+def training_run_name() -> str:
+    """A flow run's name says what it does: the experiment's overrides, else the commit."""
+    parameters = runtime_flow_run.parameters or {}
+    sweep = parameters.get("sweep") or {}
+    overrides = parameters.get("overrides") or {}
+    if sweep.get("name"):
+        return f"sweep point {sweep.get('point')}: {sweep['name']}"
+    if overrides:
+        shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        return f"experiment: {shown[:120]}"
+    root = Path(parameters.get("project_dir") or os.getcwd())
+    commit = tracking.git_commit(root)
+    return f"workspace @ {commit[:8] if commit else 'no commit'}"
+
+
+@flow(
+    name="training",
+    flow_run_name=training_run_name,
+    log_prints=True,
+    persist_result=False,
+    description="The DVC pipeline (dvc.yaml) as Prefect tasks: every changed stage runs, "
+    "tracked in MLflow; the best model by validation becomes the champion.",
+)
 def training_flow(
     params_path: str = "params.yaml",
     overrides: dict[str, Any] | None = None,
@@ -278,6 +323,8 @@ def training_flow(
                 summary["stages"] = {}
                 for stage in pipeline.stage_order(root):
                     result = stage_task(str(root), stage, env)
+                    if isinstance(result, State):  # a skipped stage's state carries its summary
+                        result = result.result()
                     summary["stages"][stage] = result["ran"]
                 promotion = root / "reports" / "promotion.json"
                 if promotion.exists() and summary["stages"].get("promote"):
@@ -298,6 +345,7 @@ def training_flow(
         )
         return summary
     tracking.configure(uri, params.tracking.experiment)
+    summary["mlflow_experiment"] = params.tracking.experiment
     runs = tracking.runs_tagged(
         "prefect.flow_run_id",
         env.get("RNNOPS_PREFECT_FLOW_RUN_ID", "-"),

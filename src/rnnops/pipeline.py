@@ -13,8 +13,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +114,75 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Stage output is read line by line as it is printed (live progress), not at the end.
+    env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
     return env
+
+
+LineSink = Callable[[str], None]
+
+
+def run_dvc(
+    args: list[str],
+    root: str | Path,
+    env: dict | None = None,
+    timeout: float | None = None,
+    on_line: LineSink | None = None,
+) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``root``, its output streamed (:func:`run_streaming`)."""
+    return run_streaming([dvc_bin(), *args], root, env or subprocess_env(), timeout, on_line)
+
+
+def run_streaming(
+    cmd: list[str],
+    cwd: str | Path,
+    env: dict | None = None,
+    timeout: float | None = None,
+    on_line: LineSink | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``cmd``; stdout and stderr interleaved as printed.
+
+    Each line goes to ``on_line`` the moment it is printed, so a long stage shows its
+    progress while it runs; the whole output comes back in ``stdout`` as well.
+    """
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire) if timeout else None
+    if timer:
+        timer.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if proc.poll() is None:  # interrupted while reading: leave no dvc behind
+            proc.kill()
+            proc.wait()
+    output = "".join(lines)
+    if timed_out.is_set():
+        raise subprocess.TimeoutExpired(proc.args, timeout or 0, output=output)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output, "")
 
 
 def stage_order(root: str | Path) -> list[str]:
@@ -139,6 +207,7 @@ def changed_stages(root: str | Path, env: dict | None = None) -> list[str]:
         timeout=300,
     )
     _raise_for(proc, "status")
+    # Only stdout: the JSON, without the warnings DVC prints on stderr.
     status = json.loads(proc.stdout or "{}")
     return sorted(name.split(":")[-1] for name in status)
 
@@ -198,20 +267,17 @@ def _raise_for(proc: subprocess.CompletedProcess, stage: str) -> None:
 
 
 def run_stage(
-    root: str | Path, stage: str, env: dict | None = None, timeout: float | None = None
+    root: str | Path,
+    stage: str,
+    env: dict | None = None,
+    timeout: float | None = None,
+    on_line: LineSink | None = None,
 ) -> StageResult:
     """``dvc repro --single-item STAGE``: runs it only if something it depends on changed."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        [dvc_bin(), "repro", "--single-item", stage],
-        cwd=root,
-        env=env or subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = run_dvc(["repro", "--single-item", stage], root, env, timeout, on_line)
     _raise_for(proc, stage)
-    output = (proc.stdout or "") + (proc.stderr or "")
+    output = proc.stdout
     return StageResult(
         stage, f"Running stage '{stage}'" in output, time.perf_counter() - start, output
     )
@@ -231,19 +297,18 @@ def run_experiment(
     env: dict | None = None,
     name: str | None = None,
     timeout: float | None = None,
+    on_line: LineSink | None = None,
 ) -> ExperimentResult:
     """``dvc exp run --temp -S k=v``: isolated from the workspace and from other experiments."""
-    cmd = [dvc_bin(), "exp", "run", "--temp"]
+    cmd = ["exp", "run", "--temp"]
     if name:
         cmd += ["--name", name]
     for key, value in overrides.items():
         cmd += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=root, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
-    )
+    proc = run_dvc(cmd, root, env, timeout, on_line)
     _raise_for(proc, "experiment")
-    output = (proc.stdout or "") + (proc.stderr or "")
+    output = proc.stdout
     found = re.findall(r"Ran experiment\(s\): (\S+)", output) or re.findall(
         r"experiment '([^']+)'", output
     )
@@ -258,21 +323,14 @@ def run_experiment(
 _MISSING = re.compile(r"^(?:md5: )?([0-9a-f]{32})\s*$", re.M)
 
 
-def pull(root: str | Path, env: dict | None = None) -> str:
+def pull(root: str | Path, env: dict | None = None, on_line: LineSink | None = None) -> str:
     """``dvc pull`` with the remote's ``verify`` on: an object that fails its hash is refused.
 
     DVC reports a corrupted object as missing; either way nothing unverified is checked
     out, and this raises :class:`DataIntegrityError` naming the outputs concerned.
     """
-    proc = subprocess.run(
-        [dvc_bin(), "pull"],
-        cwd=root,
-        env=env or subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    output = (proc.stdout or "") + (proc.stderr or "")
+    proc = run_dvc(["pull"], root, env, 3600, on_line)
+    output = proc.stdout
     if proc.returncode != 0 and (
         "Checkout failed" in output or "do not exist" in output or "missing" in output.lower()
     ):
@@ -291,17 +349,10 @@ def pull(root: str | Path, env: dict | None = None) -> str:
     return output
 
 
-def push(root: str | Path, env: dict | None = None) -> str:
-    proc = subprocess.run(
-        [dvc_bin(), "push"],
-        cwd=root,
-        env=env or subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
+def push(root: str | Path, env: dict | None = None, on_line: LineSink | None = None) -> str:
+    proc = run_dvc(["push"], root, env, 3600, on_line)
     _raise_for(proc, "push")
-    return (proc.stdout or "") + (proc.stderr or "")
+    return proc.stdout
 
 
 def experiment_rev(root: str | Path, name: str) -> str:
@@ -353,13 +404,6 @@ def fetch_experiment_outputs(
 
 def apply_experiment(root: str | Path, name: str, env: dict | None = None) -> str:
     """``dvc exp apply NAME``: bring an experiment's params, code and outputs into the workspace."""
-    proc = subprocess.run(
-        [dvc_bin(), "exp", "apply", name],
-        cwd=root,
-        env=env or subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_dvc(["exp", "apply", name], root, env, 600)
     _raise_for(proc, "exp apply")
-    return (proc.stdout or "") + (proc.stderr or "")
+    return proc.stdout

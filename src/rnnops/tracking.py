@@ -155,6 +155,11 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root`` (None outside git)."""
+    return _git(Path(root), "rev-parse", "HEAD")
+
+
 def dvc_locked_hash(stage: str, out_path: str, cwd: Path | None = None) -> str | None:
     """The hash DVC recorded in ``dvc.lock`` for ``out_path`` of ``stage``."""
     lock = Path(cwd or os.getcwd()) / "dvc.lock"
@@ -702,16 +707,17 @@ def versions_of_runs(name: str, run_ids: list[str]) -> list[dict]:
         versions = client.search_model_versions(f"name='{name}'")
     except mlflow.exceptions.MlflowException:
         return []
+    # search_model_versions leaves `aliases` empty on some stores: read each version itself.
+    found = [client.get_model_version(name, v.version) for v in versions if v.run_id in run_ids]
     return [
         {
             "version": str(v.version),
             "run_id": v.run_id,
-            "aliases": list(v.aliases),
+            "aliases": sorted(v.aliases),
             "decision": v.tags.get("promotion.decision"),
             "reason": v.tags.get("promotion.reason"),
         }
-        for v in versions
-        if v.run_id in run_ids
+        for v in found
     ]
 
 

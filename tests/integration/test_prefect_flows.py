@@ -1,13 +1,14 @@
 """The training flow on the tiny corpus, with a temporary Prefect API."""
 
 import asyncio
+import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import run
+from conftest import run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -79,10 +80,31 @@ def _read_logs(flow_run_id) -> str:
     return asyncio.run(read())
 
 
+def timed_logs(flow_run_id) -> list[tuple[float, str]]:
+    """(timestamp, message) of the flow run's log lines, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+
+    logs = asyncio.run(read())
+    return sorted((log.timestamp.timestamp(), log.message) for log in logs)
+
+
+EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) .*\(elapsed ([\d.]+)s")
+
+
 def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     from flows.training import training_flow
 
     project, _ = flow_project
+    # Enough epochs for the train stage to take a few seconds: its epoch lines must reach
+    # the Prefect log as they happen, not all at once when the stage ends.
+    set_params(project, {"models.lstm.epochs": 12, "models.lstm.early_stopping_patience": 0})
     state = training_flow(project_dir=str(project), return_state=True)
     assert state.is_completed(), state
     summary = state.result()
@@ -118,6 +140,38 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     assert "| lstm |" in report and "| rnn |" in report
     assert "validation macro_f1" in report
     assert "registered version **1**" in report and "champion" in report
+
+    flow_run_id = state.state_details.flow_run_id
+    flow_logs(flow_run_id, "epoch 12/12")
+    epochs = [
+        (stamp, *map(float, found.groups()))
+        for stamp, message in timed_logs(flow_run_id)
+        if (found := EPOCH_LINE.search(message)) and found.group(2) == "12"
+    ]
+    assert [int(e[1]) for e in epochs] == list(range(1, 13)), epochs
+    logged_over = epochs[-1][0] - epochs[0][0]
+    trained_over = epochs[-1][3] - epochs[0][3]
+    assert trained_over > 0.5 and logged_over >= 0.5 * trained_over, (logged_over, trained_over)
+    messages = "\n".join(m for _, m in timed_logs(flow_run_id))
+    # Tool noise stays out of the log; the flow run is named after what it ran.
+    assert "git add dvc.lock" not in messages and "core.autostage" not in messages
+    assert state.name and "None/" not in str(client.get_run(summary["mlflow_runs"][0]).data.tags)
+    from prefect.client.orchestration import get_client
+
+    async def flow_run_name():
+        async with get_client() as prefect:
+            return (await prefect.read_flow_run(flow_run_id)).name
+
+    assert asyncio.run(flow_run_name()).startswith("workspace @ ")
+
+    # A promotion param changes: check_params and promote run, every other stage is
+    # shown as Skipped (not as a Completed piece of work).
+    set_params(project, {"promotion.min_delta": 0.001})
+    changed = training_flow(project_dir=str(project), return_state=True)
+    assert changed.is_completed(), changed
+    names = {n: r.state.name for n, r in task_runs(changed.state_details.flow_run_id, 10).items()}
+    assert names.pop("promote") == names.pop("check_params") == "Completed", names
+    assert set(names.values()) == {"Skipped"}, names
 
     again = training_flow(project_dir=str(project), return_state=True)
     assert again.is_completed()
