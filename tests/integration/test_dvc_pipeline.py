@@ -129,6 +129,7 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
     info = client.get_run(logged["run_id"])
     assert info.info.status == "FINISHED" and info.data.tags["rnnops.kind"] == "ensemble"
     assert info.data.params["model.members"] == "rnn,lstm"
+    assert info.data.params["data.max_len"] == str(params["preprocess"]["max_len"])
     assert "test_micro_f1" in info.data.metrics
     # This process's MLFLOW_TRACKING_URI may name another test's store: set the URI itself.
     previous = mlflow.get_tracking_uri()

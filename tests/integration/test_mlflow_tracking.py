@@ -38,6 +38,13 @@ def test_one_run_per_model_with_params_curves_metrics_artifacts(tracked):
     selected = json.loads((project / "metrics/lstm.json").read_text())["validation"]
     assert lstm.data.metrics["validation_macro_f1"] == pytest.approx(selected["macro_f1"])
     assert lstm.data.metrics["validation_micro_f1"] == pytest.approx(selected["micro_f1"])
+    # Set up for browsing: the model-training view, descriptions, models by their name.
+    experiment = client.get_experiment(lstm.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "validation_*" in experiment.tags["mlflow.note.content"]
+    assert "train@lstm" in lstm.data.tags["mlflow.note.content"]
+    logged = client.search_logged_models([lstm.info.experiment_id])
+    assert {m.name for m in logged} == {"rnn", "lstm"}
     history = client.get_metric_history(lstm.info.run_id, "val_loss")
     assert [m.step for m in history] == [1]
     artifacts = {a.path for a in client.list_artifacts(lstm.info.run_id)}
