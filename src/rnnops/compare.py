@@ -63,6 +63,9 @@ def summary_table(metrics: dict[str, dict], kinds: dict[str, str]) -> pd.DataFra
             row[column] = validation.get(key) if column.startswith("val_") else m.get(column)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    # Counts stay integers where a model has none (an ensemble has no epochs), not 13.0.
+    for column in ("trainable_params", "epochs"):
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     return frame.sort_values("val_macro_f1", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -198,7 +201,7 @@ def buckets_side_by_side(per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -215,6 +218,22 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def promotion_line(promotion: dict) -> str:
+    """Which version is the champion after this run, in the promote stage's words."""
+    name = promotion.get("registered_model", "?")
+    candidate = f"`{promotion.get('candidate')}` (v{promotion.get('candidate_version')})"
+    if promotion.get("decision") == "champion":
+        champion = f"**{name} v{promotion.get('candidate_version')}**, {candidate}"
+    elif promotion.get("champion_version"):
+        champion = f"**{name} v{promotion['champion_version']}** (kept)"
+    else:
+        champion = "none"
+    return (
+        f"Champion (`models:/{name}@champion`): {champion}. Candidate {candidate}: "
+        f"{promotion.get('decision')}: {promotion.get('reason')}"
+    )
+
+
 def report_markdown(
     summary: pd.DataFrame,
     per_class: pd.DataFrame,
@@ -224,8 +243,12 @@ def report_markdown(
     task: str,
     ablation: list[dict] = (),
     bag_gaps: list[dict] = (),
+    promotion: dict | None = None,
 ) -> str:
-    """The report in markdown; ``figures`` maps a figure name to its link target."""
+    """The report in markdown; ``figures`` maps a figure name to its link target.
+
+    ``promotion``: the promote stage's ``reports/promotion.json``, which names the champion.
+    """
     lines = ["# Model comparison: SimpleRNN vs LSTM (and friends)", ""]
     lines += [
         f"Task: {task}. `val_*` columns: the validation split, which tuned each threshold "
@@ -240,6 +263,8 @@ def report_markdown(
             f"test {best['macro_f1']:.4f}).",
             "",
         ]
+    if promotion:
+        lines += [promotion_line(promotion), ""]
     lines += ["## Models", "", *markdown_table(summary), ""]
     lines += ablation_markdown(list(ablation))
     lines += bag_gaps_markdown(list(bag_gaps))
@@ -346,36 +371,53 @@ def _pyplot():
     return plt
 
 
+# The validation score early stopping watches by default (rnnops.train.monitored).
+SCORE_COLUMNS = ("val_micro_f1", "val_accuracy")
+
+
 def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    score = next((c for c in SCORE_COLUMNS if any(c in h for h in histories.values())), None)
+    panels = [("loss", "training loss", "loss"), ("val_loss", "validation loss", "loss")]
+    if score:
+        panels.append((score, f"validation {score.removeprefix('val_')}", score[4:]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4))
     for name, history in histories.items():
-        for ax, metric in zip(axes, ("loss", "val_loss"), strict=True):
+        for ax, (metric, _, _) in zip(axes, panels, strict=True):
             if metric in history:
                 ax.plot(history["epoch"], history[metric], marker="o", label=name)
-    for ax, title in zip(axes, ("training loss", "validation loss"), strict=True):
+    for ax, (_, title, ylabel) in zip(axes, panels, strict=True):
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
 def plot_per_class(per_class: pd.DataFrame, models: list[str], path: Path, top: int = 30) -> None:
+    """A topics × models heat map of test F1: legible at its shown size for any model count."""
     plt = _pyplot()
     data = per_class.head(top)
-    width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(data) * max(len(models), 1) / 2 + 3), 4.5))
-    x = np.arange(len(data))
-    for i, name in enumerate(models):
-        ax.bar(x + i * width, data[name].fillna(0), width, label=name)
-    ax.set_xticks(x + width * (len(models) - 1) / 2, data["label"], rotation=90, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("F1 (test)")
-    ax.set_title(f"per-class F1, {len(data)} most frequent topics (by test support)")
-    ax.legend()
+    values = data[models].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.8 + 1.0 * len(models), 1.2 + 0.26 * len(data)))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(len(data)), data["label"], fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if value > 0.6 else "white",
+            )
+    ax.set_title(f"test F1, {len(data)} most frequent topics", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -415,6 +457,7 @@ def run_compare(
     baseline: bool = True,
     twins: dict[str, dict[str, str | None]] | None = None,
     model_configs: dict | None = None,
+    promotion_path: str | Path | None = None,
 ) -> Comparison:
     """Compare the evaluated models; write the report (md, html) and its figures.
 
@@ -467,7 +510,14 @@ def run_compare(
     figures = {name: plots_dir / name for name in FIGURES}
     report_md, report_html = Path(report_md), Path(report_html)
     rel = {name: _relative(path, report_md.parent) for name, path in figures.items()}
-    markdown = report_markdown(summary, per_class, buckets, svm, rel, task, ablation, bag_gaps)
+    promotion = (
+        read_json(promotion_path)
+        if promotion_path is not None and Path(promotion_path).exists()
+        else None
+    )
+    markdown = report_markdown(
+        summary, per_class, buckets, svm, rel, task, ablation, bag_gaps, promotion
+    )
     images = {name: path.read_bytes() for name, path in figures.items()}
     with atomic_path(report_md) as tmp:
         tmp.write_text(markdown)

@@ -10,8 +10,12 @@ from rnnops.compare import (
     FIGURES,
     bucket_metrics,
     length_edges,
+    markdown_table,
     markdown_to_html,
     per_class_side_by_side,
+    plot_learning_curves,
+    plot_per_class,
+    promotion_line,
     run_compare,
     summary_table,
 )
@@ -186,3 +190,50 @@ def test_run_compare_refuses_missing_evaluations(tmp_path):
             tmp_path / "plots",
             baseline=False,
         )
+
+
+def test_counts_stay_integers_when_a_model_has_none():
+    metrics = {
+        "lstm": {"epochs": 13, "trainable_params": 20, "validation": {"macro_f1": 0.5}},
+        "pair": {"epochs": None, "trainable_params": 40, "validation": {"macro_f1": 0.6}},
+    }
+    lines = markdown_table(summary_table(metrics, {"lstm": "lstm", "pair": "ensemble"}))
+    assert any(line.startswith("| lstm | lstm | 20 |") and "| 13 |" in line for line in lines)
+    assert any(line.startswith("| pair | ensemble | 40 |") and "| – |" in line for line in lines)
+    assert not any("13.0" in line for line in lines)
+
+
+def test_the_report_names_the_champion():
+    promoted = {
+        "decision": "champion",
+        "reason": "no champion yet",
+        "candidate": "lstm",
+        "candidate_version": "3",
+        "champion_version": None,
+        "registered_model": "reuters-topics",
+    }
+    assert promotion_line(promoted).startswith(
+        "Champion (`models:/reuters-topics@champion`): **reuters-topics v3**, `lstm` (v3)."
+    )
+    kept = {**promoted, "decision": "rejected", "reason": "worse", "champion_version": "2"}
+    assert "**reuters-topics v2** (kept)" in promotion_line(kept)
+
+
+def test_figures_stay_legible_for_many_models(tmp_path):
+    import matplotlib.image as mpimg
+
+    models = [f"model{i}" for i in range(6)]
+    rng = np.random.default_rng(0)
+    per_class = pd.DataFrame(
+        {"label": [f"topic{i}" for i in range(40)], **{m: rng.random(40) for m in models}}
+    )
+    plot_per_class(per_class, models, tmp_path / "per_class.png")
+    height, width = mpimg.imread(tmp_path / "per_class.png").shape[:2]
+    # At most a page wide, and tall enough for a readable row per topic (30 shown).
+    assert width <= 1000 and 30 * 18 <= height <= 1400, (width, height)
+    history = pd.DataFrame(
+        {"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "val_micro_f1": [0.2, 0.4]}
+    )
+    plot_learning_curves({m: history for m in models}, tmp_path / "curves.png")
+    height, width = mpimg.imread(tmp_path / "curves.png").shape[:2]
+    assert width > 3 * height  # three panels: both losses and the validation score
