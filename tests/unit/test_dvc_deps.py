@@ -1,0 +1,64 @@
+"""dvc.yaml lists, for every stage, each module of the package its command runs.
+
+A change to code a stage runs must rerun that stage (`dvc repro`); the code a stage runs is
+`rnnops.cli` plus the import closure of its stage module. MLflow tracking is left out on
+purpose (where runs are logged does not change what a stage computes), except for promote,
+whose decisions are registry operations.
+"""
+
+import ast
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "rnnops"
+# Modules that only talk to the tracking store.
+TRACKING_ONLY = {"tracking", "store_check"}
+STAGE_MODULES = {
+    "check_params": {"config"},
+    "ingest": {"ingest"},
+    "preprocess": {"preprocess"},
+    "pretrain": {"pretrain"},
+    "train": {"train"},
+    "evaluate": {"evaluate"},
+    "ensemble": {"ensemble"},
+    "evaluate_ensemble": {"evaluate"},
+    "promote": {"promote", "tracking"},
+    "compare": {"compare", "ablation", "baseline"},
+}
+
+
+def imported_modules(module: str) -> set[str]:
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] == "rnnops":
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("rnnops.")}
+    return {m for m in found if (PACKAGE / f"{m}.py").exists()}
+
+
+def closure(modules: set[str]) -> set[str]:
+    seen, todo = set(modules), list(modules)
+    while todo:
+        for dep in imported_modules(todo.pop()) - TRACKING_ONLY - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGE_MODULES), "a stage without its module list here"
+    missing = {}
+    for name, stage in stages.items():
+        deps = set((stage.get("do") or stage).get("deps", []))
+        needed = {f"src/rnnops/{m}.py" for m in closure(STAGE_MODULES[name])}
+        needed.add("src/rnnops/cli.py")
+        if needed - deps:
+            missing[name] = sorted(needed - deps)
+    assert not missing, f"dvc.yaml deps miss code their stage runs: {missing}"
