@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install run repro serve-flows bench bench-speed bench-quality bench-pipeline test test-unit test-integration test-behavioural test-e2e lint format metrics plots ui clean
+.PHONY: help install run repro serve-flows bench bench-speed bench-quality bench-pipeline test test-fast test-unit test-integration test-behavioural test-e2e lint format metrics plots ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -62,7 +62,10 @@ test-behavioural: install ## behavioural tests on a champion trained on a genera
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m behavioural
 
 test-reliability: install ## faults, bad input and load (tests/reliability; writes bench/results/reliability_load.json)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -s tests/reliability
+	PATH="$(abspath $(BIN)):$$PATH" RNNOPS_RECORD_LOAD_RESULTS=1 $(BIN)/pytest -q -s tests/reliability
+
+test-fast: install ## the inner loop: unit tests only, no DVC, MLflow server or Prefect API (about 2 min)
+	$(BIN)/pytest -q tests/unit
 
 test-e2e: install ## end-to-end tests on the real corpus
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/e2e
