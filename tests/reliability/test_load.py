@@ -1,5 +1,5 @@
-"""Load, bounded and on loopback only (issue items 24-26); the figures go to
-printed (run with -s to see them); `make test-reliability` also writes them to
+"""Load, bounded and on loopback only (issue items 24-26); the figures are printed (run
+with -s to see them), and `make test-reliability` also writes them to
 bench/results/reliability_load.json."""
 
 from __future__ import annotations
