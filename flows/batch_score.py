@@ -2,9 +2,11 @@
 
 ``batch_score_flow`` reads CSV, Parquet or JSON Lines with a text column, scores it
 in chunks (a progress bar on stderr) and writes Parquet or CSV with every row's
-topics, scores and the model name and version that scored it. Rows that cannot be
-scored are written with ``status = "error"`` and their reason, listed in the flow's
-result and in a Prefect table artifact, never dropped.
+topics, scores and the model name and version that scored it: one row per input record,
+in order. Records that cannot be scored (malformed ones too) are written with
+``status = "error"`` and their reason, listed in the flow's result and in a Prefect table
+artifact, never dropped or merged. ``rnnops batch-score`` runs the same core without
+Prefect.
 
 The alias is resolved once, first: the whole file is scored by that one version even
 if ``champion`` moves while the flow runs. The tracking store is
@@ -21,7 +23,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from rnnops import tracking
-from rnnops.batch import BatchInputError, input_format, output_format, run_batch_score
+from rnnops.batch import (
+    BatchInputError,
+    check_csv_records,
+    check_paths,
+    pyfunc_predict,
+    run_batch_score,
+)
 from rnnops.config import load_params
 
 DEFAULT_MODEL_URI = "models:/reuters-topics@champion"
@@ -66,18 +74,13 @@ def score_file(
     id_column: str | None,
     chunk_size: int,
     progress: bool,
+    csv_records: str = "auto",
 ) -> dict[str, Any]:
     logger = get_run_logger()
     tracking.use_tracking_uri(tracking_uri)
     pyfunc = tracking.load_text_model(model["uri"])
-
-    def predict(texts: list[str]):
-        import pandas as pd
-
-        return pyfunc.predict(pd.DataFrame({"text": texts}))
-
     result = run_batch_score(
-        predict,
+        pyfunc_predict(pyfunc),
         input_path,
         output_path,
         model_name=model["name"],
@@ -87,6 +90,7 @@ def score_file(
         id_column=id_column,
         chunk_size=chunk_size,
         progress=progress,
+        csv_records=csv_records,
     )
     logger.info(
         "scored %d of %d rows in %.1fs with %s -> %s",
@@ -122,17 +126,20 @@ def batch_score_flow(
     chunk_size: int = 1000,
     params_path: str = "params.yaml",
     progress: bool = True,
+    csv_records: str = "auto",
 ) -> dict[str, Any]:
     """Score ``input_path`` (.csv, .parquet, .jsonl) into ``output_path`` (.parquet, .csv).
 
     Returns counts (``rows``, ``scored``, ``bad``), the model ``name``/``version``/``uri``
     and up to 1000 ``bad_rows`` (``row``: 0-based record number, ``reason``); the output
-    file holds every row.
+    file holds one row per input record. ``csv_records`` says how CSV records are
+    delimited: ``auto`` (quoted fields may span lines, unless that would swallow records),
+    ``lines`` (one record a line) or ``quoted`` (quoted fields span lines as written).
     """
     if chunk_size < 1:
         raise BatchInputError(f"chunk_size must be at least 1, got {chunk_size}")
-    input_format(input_path)
-    output_format(output_path)
+    check_csv_records(csv_records)
+    check_paths(input_path, output_path)
     if not Path(input_path).is_file():
         raise BatchInputError(f"input file {input_path} not found")
     tracking_uri = _tracking_uri(params_path)
@@ -146,6 +153,7 @@ def batch_score_flow(
         id_column,
         chunk_size,
         progress,
+        csv_records,
     )
     if summary["bad_rows"]:
         create_table_artifact(

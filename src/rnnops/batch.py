@@ -1,21 +1,24 @@
 """Batch scoring: read documents, score them in chunks, write every row with its outcome.
 
-The pure core of ``flows/batch_score.py``. Inputs are CSV, Parquet or JSON Lines with
-a text column. A row that cannot be scored (no text, text that is not a string or is
-empty, a malformed line) is written with ``status = "error"`` and the reason, and is
-listed in the result: rows are never dropped silently. Every written row carries the
-model name, version and URI that scored it.
+The pure core of ``flows/batch_score.py`` and ``rnnops batch-score``. Inputs are CSV,
+Parquet or JSON Lines with a text column. Each input record (a line of JSON Lines, a row
+of Parquet, a CSV record as :func:`rnnops.ingest.csv_records` delimits it) becomes exactly
+one output row, in order: a record that cannot be scored (a malformed line, an unbalanced
+quote, the wrong number of fields, no text, text that is not a string, is empty or holds
+control characters) is written with ``status = "error"`` and the reason, and is listed in
+the result; it never merges into the next record, and rows are never dropped. Every written
+row carries the model name, version and URI that scored it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
+import codecs
+import functools
 import json
 import math
-import sys
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from rnnops.ingest import CSV_RECORD_MODES, clip, control_char, csv_records, unicode_bom
 from rnnops.io import atomic_path
 
 INPUT_FORMATS = {
@@ -49,6 +53,9 @@ OUTPUT_COLUMNS = (
 )
 
 Predict = Callable[[list[str]], pd.DataFrame]
+# Lone surrogates: bytes that were not UTF-8 (decoded with surrogateescape), or \\uD800-style
+# escapes in JSON; neither can be written as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BatchInputError(ValueError):
@@ -90,6 +97,25 @@ def input_format(path: str | Path) -> str:
     return INPUT_FORMATS[suffix]
 
 
+def check_csv_records(mode: str) -> str:
+    if mode not in CSV_RECORD_MODES:
+        raise BatchInputError(
+            f"csv_records must be one of {', '.join(CSV_RECORD_MODES)}, not {clip(mode)}"
+        )
+    return mode
+
+
+def check_paths(input_path: str | Path, output_path: str | Path) -> None:
+    """Refuse, before reading or scoring, an output that would destroy the input or a folder."""
+    input_format(input_path)
+    output_format(output_path)
+    src, dest = Path(input_path), Path(output_path)
+    if dest.is_dir():
+        raise BatchInputError(f"output {dest} is a directory; give a file path (.parquet, .csv)")
+    if src.exists() and dest.exists() and src.resolve() == dest.resolve():
+        raise BatchInputError(f"output {dest} is the input file; write the scores elsewhere")
+
+
 def output_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
@@ -123,107 +149,138 @@ def text_problem(value: Any) -> str | None:
         return f"text is {_type_name(value)}, not a string"
     if not value.strip():
         return "empty text"
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if _SURROGATE.search(value):
+        # bytes that were not UTF-8 (read as surrogates), or a lone \\uD800 escape in JSON
         return "text is not valid UTF-8"
+    found = control_char(value)
+    if found is not None:
+        return f"text holds control character {found[1]} (at character {found[0] + 1})"
     return None
 
 
 def _decodable(text: str) -> str:
-    """``text`` with bytes that were not UTF-8 (read as surrogates) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """``text`` with bytes that were not UTF-8 (and lone surrogates) shown as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
-@contextlib.contextmanager
-def _csv_field_limit(limit: int) -> Iterator[None]:
-    previous = csv.field_size_limit()
-    csv.field_size_limit(limit)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(previous)
+def _refuse_other_unicode(path: Path, data: bytes) -> None:
+    bom = unicode_bom(data)
+    if bom:
+        raise BatchInputError(
+            f"{path} is {bom} (it starts with a {bom} byte order mark), not UTF-8: "
+            "re-save it as UTF-8"
+        )
 
 
-def _read_csv(path: Path, text_column: str, id_column: str | None) -> list[dict[str, Any]]:
-    records = []
+def _read_csv(
+    path: Path, text_column: str, id_column: str | None, csv_records_mode: str = "auto"
+) -> list[dict[str, Any]]:
+    data = path.read_bytes()
+    _refuse_other_unicode(path, data)
     # surrogateescape: a bad byte spoils its own row, not the whole file.
-    with (
-        _csv_field_limit(min(sys.maxsize, 2**31 - 1)),
-        open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle,
-    ):
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise BatchInputError(f"{path} is empty (no header row)") from None
-        header = [h.lstrip("\ufeff") if i == 0 else h for i, h in enumerate(header)]
-        for column in filter(None, (text_column, id_column)):
-            if column not in header:
-                raise BatchInputError(
-                    f"{path} has no column {column!r} (columns: {', '.join(header)})"
-                )
-        text_at = header.index(text_column)
-        id_at = header.index(id_column) if id_column else None
-        row = 0
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                records.append(
-                    {"row": row, "id": None, "text": None, "error": f"malformed CSV: {exc}"}
-                )
-                row += 1
-                continue
-            if not fields:  # a blank line is not a record
-                continue
-            record = {"row": row, "id": None, "text": None, "error": None}
-            if id_at is not None and id_at < len(fields):
-                record["id"] = fields[id_at]
-            if len(fields) != len(header):
-                record["error"] = (
-                    f"line {reader.line_num}: {len(fields)} field{'s' * (len(fields) != 1)}; "
-                    f"the header has {len(header)}"
-                )
-            else:
-                record["text"] = fields[text_at]
-                record["error"] = text_problem(fields[text_at])
-            records.append(record)
-            row += 1
+    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    header, found = csv_records(text, csv_records_mode)
+    if header is None:
+        raise BatchInputError(f"{path} is empty (no header row)")
+    if header.problem:
+        raise BatchInputError(
+            f"{path}, line {header.line}: the header row is malformed: {header.problem}"
+        )
+    names = [_decodable(name) for name in header.fields]
+    for column in filter(None, dict.fromkeys((text_column, id_column))):
+        if column not in names:
+            shown = ", ".join(map(clip, names[:20])) + (" ..." if len(names) > 20 else "")
+            raise BatchInputError(f"{path} has no column {clip(column)} (columns: {shown})")
+        if names.count(column) > 1:
+            raise BatchInputError(
+                f"{path}, line {header.line}: column {clip(column)} appears more than once in "
+                "the header row"
+            )
+    text_at = names.index(text_column)
+    id_at = names.index(id_column) if id_column else None
+    records = []
+    for row, record in enumerate(found):
+        out = {"row": row, "id": None, "text": None, "error": None}
+        fields = record.fields
+        if fields is not None and id_at is not None and id_at < len(fields):
+            out["id"] = fields[id_at]
+        if fields == ():
+            out["error"] = f"line {record.line}: blank line"
+        elif record.problem is not None:
+            out["error"] = f"line {record.line}: {record.problem}"
+        else:
+            out["text"] = fields[text_at]
+            problem = text_problem(fields[text_at])
+            out["error"] = f"line {record.line}: {problem}" if problem else None
+        records.append(out)
     return records
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(keys: frozenset[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a text or id field given twice is ambiguous (JSON keeps the last)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key in keys:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _read_jsonl(path: Path, text_column: str, id_column: str | None) -> list[dict[str, Any]]:
-    records, row, has_text = [], 0, False
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            record = {"row": row, "id": None, "text": None, "error": None}
-            row += 1
-            records.append(record)
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                record["error"] = f"line {line_no}: not valid UTF-8"
-                continue
-            except (ValueError, RecursionError):
-                record["error"] = f"line {line_no}: not valid JSON"
-                continue
-            if not isinstance(obj, dict):
-                record["error"] = f"line {line_no}: {_type_name(obj)}, not a JSON object"
-                continue
-            if id_column:
-                record["id"] = obj.get(id_column)
-            if text_column not in obj:
-                record["error"] = f"line {line_no}: no {text_column!r} field"
-                continue
-            has_text = True
-            record["text"] = obj[text_column]
-            problem = text_problem(obj[text_column])
-            record["error"] = f"line {line_no}: {problem}" if problem else None
-    if records and not has_text:
-        raise BatchInputError(f"{path}: no record has a {text_column!r} field (set text_column)")
+    data = path.read_bytes()
+    _refuse_other_unicode(path, data)
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the newline that ends the last line starts no record
+        lines.pop()
+    records, has_text, has_object = [], False, False
+    hook = functools.partial(_refuse_duplicates, frozenset(filter(None, (text_column, id_column))))
+    for row, raw in enumerate(lines):
+        line_no = row + 1
+        record = {"row": row, "id": None, "text": None, "error": None}
+        records.append(record)
+        if row == 0:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        if not raw.strip():
+            record["error"] = f"line {line_no}: blank line"
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=hook)
+        except UnicodeDecodeError:
+            record["error"] = f"line {line_no}: not valid UTF-8"
+            continue
+        except _DuplicateKey as exc:
+            record["error"] = f"line {line_no}: field {clip(str(exc))} appears more than once"
+            continue
+        except (ValueError, RecursionError):
+            record["error"] = f"line {line_no}: not valid JSON"
+            continue
+        if not isinstance(obj, dict):
+            record["error"] = f"line {line_no}: {_type_name(obj)}, not a JSON object"
+            continue
+        has_object = True
+        if id_column:
+            record["id"] = obj.get(id_column)
+        if text_column not in obj:
+            record["error"] = f"line {line_no}: no {clip(text_column)} field"
+            continue
+        has_text = True
+        record["text"] = obj[text_column]
+        problem = text_problem(obj[text_column])
+        record["error"] = f"line {line_no}: {problem}" if problem else None
+    if has_object and not has_text:
+        raise BatchInputError(
+            f"{path}: no record has a {clip(text_column)} field (set text_column)"
+        )
+    if records and not has_object:
+        raise BatchInputError(
+            f"{path} is not JSON Lines: none of its {len(records)} lines holds a JSON object"
+        )
     return records
 
 
@@ -232,15 +289,20 @@ def _read_parquet(path: Path, text_column: str, id_column: str | None) -> list[d
 
     try:
         names = pq.read_schema(path).names
-    except Exception as exc:
-        raise BatchInputError(f"{path} is not a readable Parquet file: {exc}") from None
-    for column in filter(None, (text_column, id_column)):
-        if column not in names:
-            raise BatchInputError(f"{path} has no column {column!r} (columns: {', '.join(names)})")
-    columns = [c for c in dict.fromkeys(filter(None, (text_column, id_column)))]
-    table = pq.read_table(path, columns=columns)
-    texts = table.column(text_column).to_pylist()
-    ids = table.column(id_column).to_pylist() if id_column else [None] * len(texts)
+        for column in filter(None, (text_column, id_column)):
+            if column not in names:
+                shown = ", ".join(map(clip, names[:20])) + (" ..." if len(names) > 20 else "")
+                raise BatchInputError(f"{path} has no column {clip(column)} (columns: {shown})")
+        columns = list(dict.fromkeys(filter(None, (text_column, id_column))))
+        table = pq.read_table(path, columns=columns)
+        texts = table.column(text_column).to_pylist()
+        ids = table.column(id_column).to_pylist() if id_column else [None] * len(texts)
+    except BatchInputError:
+        raise
+    except Exception as exc:  # pyarrow's errors share no base class
+        raise BatchInputError(
+            f"{path} is not a readable Parquet file ({type(exc).__name__}: {clip(str(exc), 120)})"
+        ) from None
     return [
         {"row": i, "id": ids[i], "text": text, "error": text_problem(text)}
         for i, text in enumerate(texts)
@@ -248,15 +310,33 @@ def _read_parquet(path: Path, text_column: str, id_column: str | None) -> list[d
 
 
 def read_documents(
-    path: str | Path, text_column: str = "text", id_column: str | None = None
+    path: str | Path,
+    text_column: str = "text",
+    id_column: str | None = None,
+    csv_records: str = "auto",
 ) -> pd.DataFrame:
-    """One row per input record: ``row`` (0-based), ``id``, ``text`` and ``error`` (or None)."""
+    """One row per input record: ``row`` (0-based), ``id``, ``text`` and ``error`` (or None).
+
+    A record is a line of JSON Lines, a row of Parquet, a record of CSV as
+    :func:`rnnops.ingest.csv_records` delimits it (``csv_records``: ``auto``, ``lines`` or
+    ``quoted``). A malformed record is a row with its error; it never merges into the next.
+    """
     path = Path(path)
     fmt = input_format(path)
+    check_csv_records(csv_records)
     if not path.is_file():
         raise BatchInputError(f"input file {path} not found")
-    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt]
-    records = reader(path, text_column, id_column)
+    try:
+        if fmt == "csv":
+            records = _read_csv(path, text_column, id_column, csv_records)
+        elif fmt == "jsonl":
+            records = _read_jsonl(path, text_column, id_column)
+        else:
+            records = _read_parquet(path, text_column, id_column)
+    except OSError as exc:
+        raise BatchInputError(
+            f"input file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     for record in records:
         if record["error"] is not None:
             record["text"] = None  # not scored; and undecodable bytes cannot be stored
@@ -405,6 +485,15 @@ def write_scores(frame: pd.DataFrame, path: str | Path, id_column: str | None = 
             flat.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def pyfunc_predict(model: Any) -> Predict:
+    """``predict`` for a loaded text model (an MLflow pyfunc that takes a ``text`` column)."""
+
+    def predict(texts: list[str]) -> pd.DataFrame:
+        return model.predict(pd.DataFrame({"text": texts}))
+
+    return predict
+
+
 def run_batch_score(
     predict: Predict,
     input_path: str | Path,
@@ -416,15 +505,18 @@ def run_batch_score(
     id_column: str | None = None,
     chunk_size: int = 1000,
     progress: bool = True,
+    csv_records: str = "auto",
 ) -> BatchScoreResult:
     """Read, score in chunks, write every row; return counts and the bad rows."""
     started = time.perf_counter()
-    output_format(output_path)  # refuse an unknown output format before scoring anything
+    check_paths(input_path, output_path)  # before anything is read or scored
     if id_column in OUTPUT_COLUMNS:
         raise BatchInputError(
             f"id_column {id_column!r} clashes with an output column ({', '.join(OUTPUT_COLUMNS)})"
         )
-    documents = read_documents(input_path, text_column, id_column)
+    if chunk_size < 1:
+        raise BatchInputError(f"chunk_size must be at least 1, got {chunk_size}")
+    documents = read_documents(input_path, text_column, id_column, csv_records)
     scored = score_documents(
         predict, documents, model_name, model_version, model_uri, chunk_size, progress
     )

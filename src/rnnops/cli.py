@@ -23,6 +23,7 @@ def _invalid_input_errors() -> tuple[type[BaseException], ...]:
     from rnnops.preprocess import LabelSelectionError
     from rnnops.pretrain import PretrainedEmbeddingsError
     from rnnops.promote import PromotionError
+    from rnnops.store_check import NoStoreError, NotAStoreError
     from rnnops.train import NonFiniteLossError
 
     return (
@@ -35,6 +36,8 @@ def _invalid_input_errors() -> tuple[type[BaseException], ...]:
         EnsembleError,
         PromotionError,
         PretrainedEmbeddingsError,
+        NotAStoreError,
+        NoStoreError,
     )
 
 
@@ -211,7 +214,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
 
 def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
     from rnnops.ensemble import run_ensemble
-    from rnnops.io import remove_on_failure
+    from rnnops.io import read_json, remove_on_failure
     from rnnops.train import VAL_SCORES
 
     if args.name not in params.ensembles:
@@ -231,6 +234,8 @@ def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
                 "model.name": args.name,
                 "model.kind": "ensemble",
                 "model.members": ",".join(members),
+                # The data its members were trained on, as on every model's run.
+                **tracking.flat_params("data", read_json(Path(args.data) / "params.json")),
                 **{
                     f"member.{m}.{k}": v
                     for m in members
@@ -291,6 +296,11 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
         )
         tracking.log_dataset(data_dir, data_hash, "reuters-processed", context="evaluation")
         tracking.log_metrics({f"test_{k}": result[k] for k in METRIC_KEYS})
+        # Validation is what selection reads (the threshold, the promotion): the MLflow UI
+        # shows it beside test so runs can be compared the way the pipeline compares them.
+        tracking.log_metrics(
+            {f"validation_{k}": v for k, v in result["validation"].items() if k in METRIC_KEYS}
+        )
         if result["threshold"] is not None:
             tracking.log_metrics({"decision_threshold": result["threshold"]})
         tracking.log_artifact(args.metrics, "evaluation")
@@ -301,6 +311,7 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
             data_dir / "vocab.json",
             report / "decision.json",
             SAMPLE_TEXTS,
+            name=args.model,
         )
         write_json(
             report / "mlflow.json",
@@ -376,6 +387,7 @@ def cmd_compare(args: argparse.Namespace, params: Params) -> None:
         baseline=not args.no_baseline,
         twins=find_twins(params.models),
         model_configs=params.models,
+        promotion_path=args.promotion,
     )
     print(result.summary.to_string(index=False))
     if args.no_mlflow:
@@ -420,7 +432,10 @@ def cmd_sweep(args: argparse.Namespace, params: Params) -> int:
 def cmd_reproduce(args: argparse.Namespace, params: Params) -> int:
     from rnnops import tracking
     from rnnops.reproduce import reproduce_run
+    from rnnops.store_check import check_store
 
+    # The run must already be in a store: never create an empty one to look in.
+    check_store(tracking.resolve_tracking_uri(params.tracking.uri), must_exist=True)
     tracking.configure(params.tracking.uri, params.tracking.experiment)
     result = reproduce_run(
         args.run_id, tracking.project_root(), tolerance=args.tolerance, keep=args.keep
@@ -454,6 +469,70 @@ def cmd_serve(args: argparse.Namespace, params: Params) -> None:
     uri = tracking.use_tracking_uri(params.tracking.uri)
     log.info("MLflow registry at %s; serving models:/%s@%s", uri, cfg.registered_model, cfg.alias)
     serve(cfg, access_log=args.access_log)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def cmd_batch_score(args: argparse.Namespace, params: Params) -> int:
+    from rnnops import tracking
+    from rnnops.batch import (
+        BatchInputError,
+        check_csv_records,
+        check_paths,
+        pyfunc_predict,
+        run_batch_score,
+    )
+
+    model_uri = args.model_uri or (
+        f"models:/{params.serving.registered_model}@{params.serving.alias}"
+    )
+    try:
+        # Paths and options are checked before the registry is asked or a model loaded.
+        check_csv_records(args.csv_records)
+        check_paths(args.input, args.output)
+        if not Path(args.input).is_file():
+            raise BatchInputError(f"input file {args.input} not found")
+        if ":/" not in model_uri and not Path(model_uri).exists():
+            raise BatchInputError(
+                f"--model-uri {model_uri}: no such model directory (give models:/NAME@ALIAS, "
+                "models:/NAME/VERSION, runs:/RUN_ID/model or a model directory)"
+            )
+        uri = tracking.use_tracking_uri(params.tracking.uri)
+        model = tracking.resolve_model_version(model_uri)
+        log.info("batch-score: %s is %s in %s", model_uri, model["uri"], uri)
+        result = run_batch_score(
+            pyfunc_predict(tracking.load_text_model(model["uri"])),
+            args.input,
+            args.output,
+            model_name=model["name"],
+            model_version=model["version"],
+            model_uri=model["uri"],
+            text_column=args.text_column,
+            id_column=args.id_column,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            csv_records=args.csv_records,
+        )
+    except (BatchInputError, tracking.ModelNotFoundError) as exc:
+        print(f"rnnops batch-score: error: {exc}", file=sys.stderr)
+        return 2
+    for bad in result.bad_rows[:10]:
+        print(f"  row {bad.row}: {bad.reason}", file=sys.stderr)
+    if result.bad > 10:
+        print(f"  ... and {result.bad - 10} more (status 'error' in the output)", file=sys.stderr)
+    print(
+        f"batch-score: {result.scored} of {result.rows} rows scored, {result.bad} with "
+        f"status 'error', by {result.model_uri} in {result.seconds:.1f}s -> {result.output_path}"
+    )
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace, params: Params) -> None:
@@ -601,6 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-md", required=True, help="markdown report, e.g. reports/comparison.md")
     p.add_argument("--out-html", required=True, help="HTML report, e.g. reports/comparison.html")
     p.add_argument("--plots", required=True, help="figures directory, e.g. plots/comparison")
+    p.add_argument(
+        "--promotion",
+        help="the promote stage's decision, e.g. reports/promotion.json (names the champion)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + SVM baseline")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     p.set_defaults(func=cmd_compare)
@@ -658,6 +741,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
+        "batch-score",
+        help="score a file of documents with a registered model",
+        description="Score INPUT (.csv, .parquet, .jsonl with a text column) with one pinned "
+        "version of --model-uri and write OUTPUT (.parquet, or .csv with lists joined by ';'): "
+        "one row per input record, in order, with its status ('scored' or 'error') and "
+        "reason. A malformed record is an error row of its own; it never merges into the "
+        "next. The same core as flows/batch_score.py, without Prefect. Exit 2: the file or "
+        "an option cannot be used at all (nothing is written).",
+    )
+    p.add_argument("input", help="documents to score: .csv, .parquet or .jsonl")
+    p.add_argument("output", help="scores to write (atomically): .parquet or .csv")
+    p.add_argument(
+        "--model-uri",
+        help="model to score with (default: models:/<serving.registered_model>@<serving.alias>, "
+        "models:/reuters-topics@champion)",
+    )
+    p.add_argument("--text-column", default="text", help="column holding the text (default text)")
+    p.add_argument("--id-column", help="column copied to the output to identify each row")
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=1000,
+        help="documents scored at once (default 1000)",
+    )
+    p.add_argument(
+        "--csv-records",
+        choices=("auto", "lines", "quoted"),
+        default="auto",
+        help="how CSV records are delimited: auto (quoted fields may span lines unless that "
+        "would swallow whole records; default), lines (one record a line), quoted (quoted "
+        "fields span lines as written)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_batch_score)
+
+    p = sub.add_parser(
         "doctor",
         help="mark KILLED the MLflow runs left RUNNING by a dead process",
         description="Find MLflow runs still RUNNING whose process on this host no longer "
@@ -703,7 +822,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the stage's own message, without a traceback wall
         if args.verbose:
             raise
-        print(f"rnnops {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from rnnops.store_check import StoreUnreachableError
+
+        # Messages written for the user stand alone; others carry their type for context.
+        text = (
+            str(exc) if isinstance(exc, StoreUnreachableError) else f"{type(exc).__name__}: {exc}"
+        )
+        print(f"rnnops {args.command}: error: {text}", file=sys.stderr)
         return 1
     return 0
 

@@ -55,10 +55,11 @@ def mixed_jsonl(path: Path, good: list[str]) -> tuple[Path, dict[int, str]]:
     bad = {
         1: "line 2: not valid JSON",
         3: "line 4: text is a number, not a string",
-        4: "line 6: no 'text' field",
-        5: "line 7: empty text",
-        6: "line 8: missing text",
-        7: "line 9: a list, not a JSON object",
+        4: "line 5: blank line",  # every line is a record: row N is line N + 1
+        5: "line 6: no 'text' field",
+        6: "line 7: empty text",
+        7: "line 8: missing text",
+        8: "line 9: a list, not a JSON object",
     }
     return write_jsonl(path, lines), bad
 
@@ -79,10 +80,10 @@ def test_every_row_is_written_and_bad_rows_are_reported(tmp_path):
         chunk_size=2,
         progress=False,
     )
-    assert (result.rows, result.scored, result.bad) == (9, 3, 6)
+    assert (result.rows, result.scored, result.bad) == (10, 3, 7)
     assert {b.row: b.reason for b in result.bad_rows} == bad
     out = pd.read_parquet(tmp_path / "out.parquet")
-    assert out["row"].tolist() == list(range(9))
+    assert out["row"].tolist() == list(range(10))
     assert out.loc[out["status"] == "scored", "id"].tolist() == ["a", "c", "h"]
     assert out.loc[out["status"] == "error", "error"].tolist() == list(bad.values())
     assert set(out["model_version"]) == {"7"} and set(out["model_name"]) == {MODEL}
@@ -122,10 +123,10 @@ def test_csv_and_parquet_inputs(tmp_path):
     assert docs["error"].tolist() == [
         None,
         "line 3: 1 field; the header has 2",
-        "empty text",
+        "line 4: empty text",
         None,
         "line 7: 3 fields; the header has 2",
-        "text is not valid UTF-8",
+        "line 8: text is not valid UTF-8",
     ]
     assert docs.loc[3, "text"] == "multi\nline story"
     pd.DataFrame({"body": ["a story", None, "another"]}).to_parquet(tmp_path / "in.parquet")
@@ -195,13 +196,13 @@ def test_batch_score_flow_scores_good_rows_and_reports_bad_ones(
         chunk_size=2,
         params_path=str(project / "params.yaml"),
     )
-    assert (summary["rows"], summary["scored"], summary["bad"]) == (9, 3, 6)
+    assert (summary["rows"], summary["scored"], summary["bad"]) == (10, 3, 7)
     assert {b["row"]: b["reason"] for b in summary["bad_rows"]} == bad
     assert (summary["model_name"], summary["model_version"]) == (MODEL, version)
     assert summary["model_uri"] == f"models:/{MODEL}/{version}"
 
     out = pd.read_parquet(tmp_path / "scored.parquet")
-    assert len(out) == 9 and out["row"].tolist() == list(range(9))
+    assert len(out) == 10 and out["row"].tolist() == list(range(10))
     assert set(out["model_version"]) == {version} and set(out["model_name"]) == {MODEL}
     scored = out[out["status"] == "scored"]
     want = pyfunc.predict(pd.DataFrame({"text": good}))
@@ -253,3 +254,35 @@ def test_batch_score_flow_has_typed_parameters():
     assert schema["required"] == ["input_path", "output_path"]
     assert props["model_uri"]["default"] == f"models:/{MODEL}@champion"
     assert props["chunk_size"]["type"] == "integer"
+
+
+def test_batch_score_command_scores_with_the_champion(champion, tmp_path, capsys, monkeypatch):
+    """`rnnops batch-score` (in-process): the same rows and scores as the flow's core."""
+    from rnnops.cli import main
+
+    project, uri, version, pyfunc = champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    (tmp_path / "in.csv").write_bytes(
+        b'id,text\n1,oil prices rose\n2,"unbalanced\n3,wheat exports fell\n'
+    )
+    status = main(
+        [
+            "--params",
+            str(project / "params.yaml"),
+            "batch-score",
+            str(tmp_path / "in.csv"),
+            str(tmp_path / "out.parquet"),
+            "--id-column",
+            "id",
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert f"by models:/{MODEL}/{version}" in captured.out
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["id"].fillna("?").tolist() == ["1", "?", "3"]
+    assert out["status"].tolist() == ["scored", "error", "scored"]
+    want = pyfunc.predict(pd.DataFrame({"text": ["oil prices rose", "wheat exports fell"]}))
+    scored = out[out["status"] == "scored"]
+    assert scored["top_score"].tolist() == pytest.approx(want["top_score"].tolist(), abs=1e-6)

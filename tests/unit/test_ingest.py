@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import nltk
 import pandas as pd
 import pytest
@@ -6,7 +8,9 @@ from rnnops.config import IngestConfig, TableSource
 from rnnops.ingest import (
     CorpusNotFoundError,
     CorpusValidationError,
+    csv_records,
     decode_document,
+    decode_table,
     parse_cats,
     read_nltk_reuters,
     read_table,
@@ -65,7 +69,7 @@ def test_table_parquet_with_list_labels(tmp_path):
 
 def test_missing_column_names_the_setting(tmp_path):
     path = write_csv(tmp_path / "docs.csv", [{"body": "x", "topics": "a"}])
-    with pytest.raises(CorpusValidationError, match=r"missing column\(s\) \['text'\]"):
+    with pytest.raises(CorpusValidationError, match=r"line 1: missing column\(s\) 'text'"):
         read_table(TableSource(path=str(path)))
 
 
@@ -163,3 +167,109 @@ def test_documents_decode_in_the_corpus_encoding_and_refuse_control_bytes():
         decode_document(b"HEAD\n  text\n\x00\x01", "d", "ISO-8859-2")
     with pytest.raises(CorpusValidationError, match=r"^d, line 1: .*\(utf-8\); .* encoding\. "):
         decode_document(b"caf\xff", "d", "utf-8")
+
+
+# --------------------------------------------------------------------------- own tables: the reader
+
+
+def records(text: str, mode: str = "auto") -> list[tuple[int, tuple | None, str | None]]:
+    header, found = csv_records(text, mode)
+    assert header is not None and header.problem is None
+    return [(r.line, r.fields, r.problem and r.problem.split(":")[0]) for r in found]
+
+
+def test_csv_records_keep_quoted_line_breaks_and_count_physical_lines():
+    text = 'id,text\r\n1,"two, then\r\nlines ""quoted"""\r\n\r\n2,x\r\n'
+    assert records(text) == [
+        (2, ("1", 'two, then\r\nlines "quoted"'), None),
+        (4, (), None),
+        (5, ("2", "x"), None),
+    ]
+    # a second line that reads as a record itself is a text only where quoted fields are
+    # trusted, or where another record spans lines beyond doubt
+    doubtful = 'id,text\n1,"two\nlines, quoted"\n'
+    assert records(doubtful)[0] == (2, None, "unbalanced quote")
+    assert records(doubtful, "quoted") == [(2, ("1", "two\nlines, quoted"), None)]
+
+
+def test_an_unbalanced_quote_costs_its_line_and_the_next_lines_are_read_again():
+    text = 'id,text\n1,"open\n2,b\n3,"c, d"\n4,"never\n'
+    assert records(text) == [
+        (2, None, "unbalanced quote"),
+        (3, ("2", "b"), None),
+        (4, ("3", "c, d"), None),
+        (5, None, "unbalanced quote"),
+    ]
+
+
+def test_stray_quotes_that_enclose_whole_records_do_not_merge_them():
+    # line 2 opens a field, line 5 closes one; lines 3-4 are records of their own
+    text = 'id,text\n1,"a\n2,b\n3,c\n4,d"\n'
+    assert [line for line, _, problem in records(text) if problem] == [2]
+    assert [f for _, f, _ in records(text)][1:] == [("2", "b"), ("3", "c"), ("4", 'd"')]
+    # neighbouring lines, where nothing else in the file spans lines
+    assert records('id,text\n1,"a\n2,b"\n3,c\n')[0] == (2, None, "unbalanced quote")
+    # ... but beside a story that spans lines beyond doubt, a two-line text is a text
+    story = 'id,text\n1,"a\n2,b"\n3,"one\nstory"\n'
+    assert [f for _, f, _ in records(story)] == [("1", "a\n2,b"), ("3", "one\nstory")]
+    assert [f for _, f, _ in records(story, "quoted")] == [("1", "a\n2,b"), ("3", "one\nstory")]
+
+
+def test_csv_records_modes_and_record_problems():
+    assert records('id,text\n1,"a\nb"\n', "lines") == [
+        (2, None, "unbalanced quote"),
+        (3, ('b"',), "1 field; the header has 2"),
+    ]
+    assert records('id,text\n1,"a"b\n2,x,y\n3\n') == [
+        (
+            2,
+            None,
+            "text follows a closing quote (a field with a quote in it must be quoted, its quotes doubled",
+        ),
+        (3, ("2", "x", "y"), "3 fields; the header has 2"),
+        (4, ("3",), "1 field; the header has 2"),
+    ]
+    header, found = csv_records('id,text\n1,"' + "x\n" * 30, max_record_lines=10)
+    assert "still open 10 lines later" in found[0].problem
+    assert csv_records("") == (None, []) and csv_records("\n\n") == (None, [])
+    header, found = csv_records('"id,text\n1,a\n')
+    assert header.problem.startswith("unbalanced quote") and found == []
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ("caf\u00e9\n".encode("cp1252"), "t.csv, line 1: byte 0xE9 is not UTF-8"),
+        ("a\nb\n".encode("utf-16"), "t.csv, line 1: the file is UTF-16"),
+        ("a\nbc\n".encode("utf-16-le"), "are NUL: the file is UTF-16"),
+        (b"a\nb\x1bc\n", "t.csv, line 2: control character U+001B (ESC)"),
+        (b"a\x00\n" + b"b" * 40, "t.csv, line 1: control character U+0000 (NUL)"),
+        ("a\n\u0085\n".encode(), "line 2: control character U+0085"),
+    ],
+)
+def test_decode_table_names_file_line_and_fix(data, needle):
+    with pytest.raises(CorpusValidationError) as info:
+        decode_table(data, Path("t.csv"))
+    assert needle in str(info.value) and "nothing was written" in str(info.value)
+
+
+def test_decode_table_drops_a_utf8_byte_order_mark():
+    assert decode_table(b"\xef\xbb\xbfid,text\n", Path("t.csv")) == "id,text\n"
+
+
+def test_table_rows_are_named_by_their_line(tmp_path):
+    (tmp_path / "docs.csv").write_text(
+        'id,text,topics,split\na,"two\nlines",x,train\nb,,x,train\nc,w,,test\n'
+    )
+    cfg = TableSource(path=str(tmp_path / "docs.csv"), id_column="id", split_column="split")
+    with pytest.raises(CorpusValidationError) as info:
+        validate_corpus(read_table(cfg), "docs.csv")
+    assert "empty text: b (line 4)" in str(info.value)
+    assert "without labels: c (line 5)" in str(info.value)
+
+
+def test_a_valid_table_has_only_the_contract_columns(tmp_path):
+    path = write_csv(tmp_path / "docs.csv", [{"text": "a", "topics": "x", "split": "train"}])
+    frame = read_table(TableSource(path=str(path), split_column="split"))
+    out, _ = validate_corpus(pd.concat([frame, frame.assign(split="test", doc_id="b")]), "d")
+    assert list(out.columns) == ["doc_id", "split", "title", "text", "topics"]
