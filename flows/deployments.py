@@ -21,12 +21,13 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from flows.batch_score import batch_score_flow
 from flows.training import training_flow
+from rnnops import contract
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-RETRAIN_CRON = os.environ.get("RNNOPS_RETRAIN_CRON", "0 2 * * *")  # 02:00 UTC
-BATCH_INTERVAL_MINUTES = float(os.environ.get("RNNOPS_BATCH_INTERVAL_MINUTES", "60"))
-MAX_LATENESS_MINUTES = float(os.environ.get("RNNOPS_MAX_LATENESS_MINUTES", "360"))
+RETRAIN_CRON = os.environ.get(contract.RETRAIN_CRON_ENV, "0 2 * * *")  # 02:00 UTC
+BATCH_INTERVAL_MINUTES = float(os.environ.get(contract.BATCH_INTERVAL_MINUTES_ENV, "60"))
+MAX_LATENESS_MINUTES = float(os.environ.get(contract.MAX_LATENESS_MINUTES_ENV, "360"))
 ZOMBIE_AUTOMATION = "rnnops: crash flow runs that stopped sending heartbeats"
 # A served flow run sends a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds
 # (Prefect's default: 180); a run silent for this many heartbeats is marked Crashed.

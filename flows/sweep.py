@@ -32,7 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.training import _links_env, stream_to_log, sweep_env
-from rnnops import pipeline, tracking
+from rnnops import contract, pipeline, tracking
 from rnnops.config import ConfigError, load_params, parse_params
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -236,9 +236,9 @@ def sweep_flow(
         sweep_id,
         {
             **tracking.lineage_tags(None, root),
-            "rnnops.sweep_id": sweep_id,
+            contract.SWEEP_ID_TAG: sweep_id,
             "rnnops.sweep_role": "parent",
-            **{k: v for k, v in _links_env().items() if k == "RNNOPS_PREFECT_FLOW_RUN_ID"},
+            **{k: v for k, v in _links_env().items() if k == contract.PREFECT_FLOW_RUN_ID_ENV},
         },
         {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
     )

@@ -21,7 +21,7 @@ from prefect.runtime import task_run as runtime_task_run
 from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
-from rnnops import pipeline, stage_output, tracking
+from rnnops import contract, pipeline, stage_output, tracking
 from rnnops.config import load_params
 from rnnops.io import read_json
 
@@ -141,28 +141,28 @@ def dvc_push(root: str, env: dict[str, str]) -> None:
 def _links_env() -> dict[str, str]:
     env = {}
     if runtime_flow_run.id:
-        env["RNNOPS_PREFECT_FLOW_RUN_ID"] = str(runtime_flow_run.id)
+        env[contract.PREFECT_FLOW_RUN_ID_ENV] = str(runtime_flow_run.id)
         # Prefect builds the URL from PREFECT_UI_URL; without a UI it reads "None/flow-runs/…".
         url = str(runtime_flow_run.ui_url or "")
         if url.startswith(("http://", "https://")):
-            env["RNNOPS_PREFECT_FLOW_RUN_URL"] = url
+            env[contract.PREFECT_FLOW_RUN_URL_ENV] = url
     if runtime_deployment.name:
-        env["RNNOPS_PREFECT_DEPLOYMENT"] = str(runtime_deployment.name)
+        env[contract.PREFECT_DEPLOYMENT_ENV] = str(runtime_deployment.name)
     return env
 
 
 def sweep_env(sweep: dict[str, Any]) -> dict[str, str]:
     """Environment of one sweep point: its sweep id, parent MLflow run, deferred promotion."""
     env = {
-        "RNNOPS_SWEEP_ID": str(sweep["sweep_id"]),
+        contract.SWEEP_ID_ENV: str(sweep["sweep_id"]),
         # The point's promote stage only records its candidate: the sweep promotes its
         # best point once, through the same gate (rnnops.promote.run_promote).
-        "RNNOPS_PROMOTE_MODE": "record",
+        contract.PROMOTE_MODE_ENV: "record",
     }
     if sweep.get("parent_run_id"):
-        env["RNNOPS_PARENT_RUN_ID"] = str(sweep["parent_run_id"])
+        env[contract.PARENT_RUN_ID_ENV] = str(sweep["parent_run_id"])
     if sweep.get("point") is not None:
-        env["RNNOPS_SWEEP_POINT"] = str(sweep["point"])
+        env[contract.SWEEP_POINT_ENV] = str(sweep["point"])
     return env
 
 
@@ -347,8 +347,8 @@ def training_flow(
     tracking.configure(uri, params.tracking.experiment)
     summary["mlflow_experiment"] = params.tracking.experiment
     runs = tracking.runs_tagged(
-        "prefect.flow_run_id",
-        env.get("RNNOPS_PREFECT_FLOW_RUN_ID", "-"),
+        contract.PREFECT_FLOW_RUN_ID_TAG,
+        env.get(contract.PREFECT_FLOW_RUN_ID_ENV, "-"),
         params.tracking.experiment,
     )
     versions = tracking.versions_of_runs(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rnnops.config import ConfigError, Params, load_params
+from rnnops.contract import KIND_TAG, MODEL_TAG, STAGE_TAG
 
 log = logging.getLogger("rnnops")
 
@@ -157,7 +158,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
             "data/pretrained (the pretrain stage's output; dvc repro pretrain)"
         )
     tracking, tags, data_hash = _start_tracking(params, args.data)
-    tags.update({"rnnops.model": args.model, "rnnops.kind": cfg.kind, "rnnops.stage": "train"})
+    tags.update({MODEL_TAG: args.model, KIND_TAG: cfg.kind, STAGE_TAG: "train"})
     data_dir, out = Path(args.data), Path(args.out)
     with tracking.stage_run(
         run_name=args.model, tags=tags, execution=tracking.execution_key(f"train@{args.model}")
@@ -224,7 +225,7 @@ def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
         )
     members = params.ensembles[args.name].members
     tracking, tags, _ = _start_tracking(params, args.data)
-    tags.update({"rnnops.model": args.name, "rnnops.kind": "ensemble", "rnnops.stage": "ensemble"})
+    tags.update({MODEL_TAG: args.name, KIND_TAG: "ensemble", STAGE_TAG: "ensemble"})
     out = Path(args.out)
     with tracking.stage_run(
         run_name=args.name, tags=tags, execution=tracking.execution_key(f"ensemble@{args.name}")
@@ -276,8 +277,8 @@ def cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
     tracking, tags, data_hash = _start_tracking(params, args.data)
     tags.update(
         {
-            "rnnops.model": args.model,
-            "rnnops.kind": kind,
+            MODEL_TAG: args.model,
+            KIND_TAG: kind,
             "rnnops.evaluate.threshold_rule": str(params.evaluate.threshold),
             "rnnops.evaluate.at_least_one": str(params.evaluate.at_least_one).lower(),
         }

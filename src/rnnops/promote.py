@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnops import contract
 from rnnops.config import PromotionConfig
 from rnnops.evaluate import compute_metrics
 from rnnops.io import read_json, write_json
@@ -255,7 +256,7 @@ def run_promote(
         if champion is not None:
             tags = dict(champion.tags)
             stored = tags.get(f"selection.{metric}")
-            if tags.get("rnnops.data.hash") == cand.data_hash and stored is not None:
+            if tags.get(contract.DATA_HASH_TAG) == cand.data_hash and stored is not None:
                 champion_score = float(stored)
             else:
                 log.info(
@@ -272,9 +273,9 @@ def run_promote(
                 )
         verdict, reason = decide(score, champion_score, cfg.min_delta)
         version_tags = {
-            "rnnops.model": cand.name,
+            contract.MODEL_TAG: cand.name,
             "rnnops.run_id": cand.run_id,
-            "rnnops.data.hash": cand.data_hash or "unknown",
+            contract.DATA_HASH_TAG: cand.data_hash or "unknown",
             **{f"metric.{k}": str(v) for k, v in cand.metrics.items() if isinstance(v, float)},
             **{
                 f"selection.{k}": str(v)
@@ -301,8 +302,8 @@ def run_promote(
             name,
             version,
             {
-                "promotion.decision": verdict,
-                "promotion.reason": reason,
+                contract.PROMOTION_DECISION_TAG: verdict,
+                contract.PROMOTION_REASON_TAG: reason,
                 "promotion.metric": metric,
                 "promotion.selection_split": SELECTION_SPLIT,
                 "promotion.candidate_score": f"{score:.6f}",
@@ -326,7 +327,7 @@ def run_promote(
 # A sweep runs every point as a DVC experiment whose promote stage only records its
 # candidate; the sweep then sends its single best point through run_promote, so the
 # gate (margin, lock, champion re-read) is applied once per sweep, not once per point.
-DEFER_ENV = "RNNOPS_PROMOTE_MODE"
+DEFER_ENV = contract.PROMOTE_MODE_ENV
 DEFERRED = "deferred"
 
 

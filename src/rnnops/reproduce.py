@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from rnnops import contract
 from rnnops.config import apply_overrides
 from rnnops.io import read_json
 
@@ -82,7 +83,7 @@ def reproduce_run(
 
     info = tracking.run_info(run_id)
     tags, params, metrics = info["tags"], info["params"], info["metrics"]
-    model = tags.get("rnnops.model")
+    model = tags.get(contract.MODEL_TAG)
     commit = tags.get("rnnops.git.commit")
     if not model or not commit or commit == "unknown":
         raise ReproduceError(
@@ -103,7 +104,7 @@ def reproduce_run(
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": tracking.current_tracking_uri(),
-        "RNNOPS_REPRODUCES": run_id,
+        contract.REPRODUCES_ENV: run_id,
     }
     work = Path(tempfile.mkdtemp(prefix=f"rnnops-reproduce-{run_id[:8]}-"))
     tree = work / "tree"
@@ -177,11 +178,12 @@ def reproduce_run(
             run_id=run_id,
             model=model,
             commit=commit,
-            data_hash_recorded=tags.get("rnnops.data.hash", "unknown"),
+            data_hash_recorded=tags.get(contract.DATA_HASH_TAG, "unknown"),
             data_hash_now=now_hash,
             metrics_recorded=recorded,
             metrics_now={k: now.get(k) for k in recorded},
-            matches=not diffs and (now_hash is None or now_hash == tags.get("rnnops.data.hash")),
+            matches=not diffs
+            and (now_hash is None or now_hash == tags.get(contract.DATA_HASH_TAG)),
             differences=diffs,
         )
     finally:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from rnnops import contract
+
 log = logging.getLogger(__name__)
 
 EXP_TMP_MARKER = f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}"
@@ -204,22 +206,14 @@ def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, st
         "mlflow.source.git.commit": commit or "unknown",
         "rnnops.git.commit": commit or "unknown",
         "rnnops.git.dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "rnnops.data.hash": data_hash or "unknown",
+        contract.DATA_HASH_TAG: data_hash or "unknown",
         "rnnops.version": __version__,
         "rnnops.host": platform.node(),
         "rnnops.project_root": str(project_root(cwd)),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["rnnops.dvc.experiment"] = os.environ["DVC_EXP_NAME"]
-    for env, tag in (
-        ("RNNOPS_PREFECT_FLOW_RUN_ID", "prefect.flow_run_id"),
-        ("RNNOPS_PREFECT_FLOW_RUN_URL", "prefect.flow_run_url"),
-        ("RNNOPS_PREFECT_DEPLOYMENT", "prefect.deployment"),
-        ("RNNOPS_SWEEP_ID", "rnnops.sweep_id"),
-        ("RNNOPS_SWEEP_POINT", "rnnops.sweep_point"),
-        ("RNNOPS_PARENT_RUN_ID", "mlflow.parentRunId"),
-        ("RNNOPS_REPRODUCES", "rnnops.reproduces"),
-    ):
+    for env, tag in contract.ENV_TAGS:
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     return tags
@@ -231,10 +225,8 @@ def lineage_tags(data_hash: str | None, cwd: Path | None = None) -> dict[str, st
 # --------------------------------------------------------------------------- process identity
 
 PID_TAG, HOST_TAG, STARTED_TAG = "rnnops.pid", "rnnops.host", "rnnops.pid_started"
-EXECUTION_TAG = "rnnops.stage_execution"
-# Set by the training flow for each stage task: the Prefect task run id, which stays the
-# same across the task's retries, so a retried stage reuses its MLflow run.
-EXECUTION_ENV = "RNNOPS_STAGE_EXECUTION"
+EXECUTION_TAG = contract.STAGE_EXECUTION_TAG
+EXECUTION_ENV = contract.STAGE_EXECUTION_ENV
 
 
 def process_started(pid: int) -> str | None:
@@ -316,7 +308,7 @@ def stage_run(
             mlflow.set_tags(process_tags())
         if tags:
             mlflow.set_tags(dict(tags))
-            if "rnnops.model" in tags and run_id is None:
+            if contract.MODEL_TAG in tags and run_id is None:
                 mlflow.set_tag("mlflow.note.content", run_description(dict(tags)))
     try:
         yield run
@@ -331,7 +323,7 @@ def stage_run(
 
 def run_description(tags: Mapping[str, str]) -> str:
     """The run's description in the MLflow UI: which model, which stages, what to look at."""
-    model, kind = tags.get("rnnops.model", "?"), tags.get("rnnops.kind", "?")
+    model, kind = tags.get(contract.MODEL_TAG, "?"), tags.get(contract.KIND_TAG, "?")
     if kind == "ensemble":
         return (
             f"Ensemble `{model}`: the mean of its members' scores (params model.members), "
@@ -374,7 +366,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 # and answers errors. Per process, at most this many calls that write a run (start, tags,
 # params, metrics, end) are in flight at once.
 _WRITE_CALLS = threading.BoundedSemaphore(
-    int(os.environ.get("RNNOPS_MLFLOW_MAX_CONCURRENT_CALLS", "4"))
+    int(os.environ.get(contract.MAX_CONCURRENT_CALLS_ENV, "4"))
 )
 
 
@@ -694,7 +686,7 @@ def runs_of_sweep(sweep_id: str, experiment: str) -> list[dict]:
     return [
         {
             "run_id": r.info.run_id,
-            "model": r.data.tags.get("rnnops.model"),
+            "model": r.data.tags.get(contract.MODEL_TAG),
             "experiment": r.data.tags.get("rnnops.dvc.experiment"),
             "parent": r.data.tags.get("mlflow.parentRunId"),
             "status": r.info.status,
@@ -723,7 +715,7 @@ def runs_tagged(key: str, value: str, experiment: str) -> list[dict]:
     return [
         {
             "run_id": r.info.run_id,
-            "model": r.data.tags.get("rnnops.model", r.info.run_name),
+            "model": r.data.tags.get(contract.MODEL_TAG, r.info.run_name),
             "status": r.info.status,
             "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
             "validation": {
@@ -753,8 +745,8 @@ def versions_of_runs(name: str, run_ids: list[str]) -> list[dict]:
             "version": str(v.version),
             "run_id": v.run_id,
             "aliases": sorted(v.aliases),
-            "decision": v.tags.get("promotion.decision"),
-            "reason": v.tags.get("promotion.reason"),
+            "decision": v.tags.get(contract.PROMOTION_DECISION_TAG),
+            "reason": v.tags.get(contract.PROMOTION_REASON_TAG),
         }
         for v in found
     ]

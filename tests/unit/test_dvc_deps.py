@@ -13,8 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "rnnops"
-# Modules that only talk to the tracking store.
-TRACKING_ONLY = {"tracking", "store_check"}
+# Modules that only talk to the tracking store or name its tags.
+TRACKING_ONLY = {"tracking", "store_check", "contract"}
 STAGE_MODULES = {
     "check_params": {"config"},
     "ingest": {"ingest"},
