@@ -12,7 +12,9 @@ over seeds) with the targets and the published reference.
 
 Every "best" is chosen by the **validation** mean of the task's headline metric and
 reported with its test mean: test never selects. The behavioural checks run on the
-90-topic model that validation picks. Writes bench/results/quality.json and
+90-topic model that validation picks; every 90-topic model also reports the share of
+documents without evidence (made-up words, other scripts, stop words) that it still gave a
+topic. Writes bench/results/quality.json and
 bench/results/quality.png.
 
 Candidate models (``bench/candidates.yaml``: a model of params.yaml with some keys
@@ -123,18 +125,32 @@ def ensemble_and_evaluate(name, members, evaluate_cfg, data_dir: Path, work: Pat
     }
 
 
+def load_predictor(row: dict, data_dir: Path):
+    """The text-in predictor of an evaluated row, as the registered model wraps it."""
+    from rnnops.predictor import TopicPredictor
+
+    return TopicPredictor.from_files(
+        Path(row["model_dir"]) / "model.keras",
+        data_dir / "vocab.json",
+        Path(row["report_dir"]) / "decision.json",
+    )
+
+
+def no_evidence_share(row: dict, data_dir: Path) -> float:
+    """The share of documents without evidence (rnnops.behaviour.no_evidence_texts) that
+    the model, with its decision rule, still gave a topic: 0 is right."""
+    from rnnops import behaviour
+
+    return behaviour.no_evidence_topic_share(load_predictor(row, data_dir))
+
+
 def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
     import pandas as pd
 
     from rnnops import behaviour
-    from rnnops.predictor import TopicPredictor
     from rnnops.text import document_text
 
-    predictor = TopicPredictor.from_files(
-        Path(best["model_dir"]) / "model.keras",
-        data_dir / "vocab.json",
-        Path(best["report_dir"]) / "decision.json",
-    )
+    predictor = load_predictor(best, data_dir)
     raw = pd.read_parquet(raw_path)
     raw = raw[raw["split"] == "test"]
     texts = [
@@ -208,6 +224,7 @@ def aggregate(runs: list[dict]) -> dict:
                 "val_macro_f1",
                 "train_seconds",
                 "seconds_per_epoch",
+                "no_evidence_topic_share",
             ):
                 vals = [r[key] for r in rows if r.get(key) is not None]
                 if vals:
@@ -464,6 +481,15 @@ def write_results(
             print(f"{key}: {v['models']}")
         else:
             print(f"{key}: {'met' if v['met'] else 'NOT met'} {v['models']}")
+    # Per model (90 topics, mean over seeds): the share of documents without evidence
+    # that still got a topic; the decision rule should keep every one at 0.
+    no_evidence = {
+        model: entry["no_evidence_topic_share"][0]
+        for model, entry in summary.get("topics90", {}).items()
+        if "no_evidence_topic_share" in entry
+    }
+    if no_evidence:
+        print("no-evidence documents that got a topic:", no_evidence)
     total = round(time.perf_counter() - started, 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -483,6 +509,7 @@ def write_results(
         "ablation": ablation,
         "published": PUBLISHED,
         "behavioural": checks,
+        "no_evidence_topic_share": no_evidence,
         "runs": clean,
         "baselines": baselines,
         "table_markdown": table,
@@ -596,11 +623,19 @@ def main() -> int:
                         row = train_and_evaluate(name, cfg, params.evaluate, data_dir, work)
                         how = f"{row['epochs']} epochs {row['train_seconds']:.0f}s"
                     row.update(task=task, model=name, seed=seed)
+                    if task == "topics90":
+                        row["no_evidence_topic_share"] = no_evidence_share(row, data_dir)
                     runs.append(row)
                     print(
                         f"  {name:<18} seed {seed}: {HEADLINE[task]}={row[HEADLINE[task]]:.4f} "
                         f"macro-F1={row['macro_f1']:.4f} (validation "
-                        f"{row['val_' + HEADLINE[task]]:.4f}) {how}",
+                        f"{row['val_' + HEADLINE[task]]:.4f}) {how}"
+                        + (
+                            f"; no-evidence documents with a topic "
+                            f"{row['no_evidence_topic_share']:.0%}"
+                            if "no_evidence_topic_share" in row
+                            else ""
+                        ),
                         flush=True,
                     )
                     if task == "topics90" and seed == seeds[0]:

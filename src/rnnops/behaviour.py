@@ -1,4 +1,5 @@
-"""Behavioural checks of a trained topic model (invariance, direction, minimum functionality).
+"""Behavioural checks of a trained topic model (invariance, direction, minimum functionality,
+abstention on text without evidence).
 
 Pure core: every check takes a predictor with ``labels``, ``scores(texts)`` and
 ``predict(texts)`` (a :class:`rnnops.predictor.TopicPredictor`, as the registered
@@ -38,6 +39,41 @@ HEADLINES: tuple[tuple[str, str], ...] = (
     ("gold", "Gold mine output rises to 200,000 ounces"),
 )
 
+# Documents that give a topic model no evidence: words of no language, other scripts,
+# stop words, punctuation and numbers. None of them may get a topic.
+NO_EVIDENCE_TEXTS: tuple[str, ...] = (
+    "qwzxv blorftangle snurpwizzle",
+    "Zyxqwv trombulating flinderpox gwarbles",
+    "the",
+    "and",
+    "of the",
+    "Reuter",
+    "...",
+    "!!! ??? ---",
+    "12 345 6.789",
+    "Нефть подорожала после решения ОПЕК",
+    "石油价格上涨",
+    "ارتفعت أسعار النفط",
+    "Τιμές πετρελαίου",
+    "🙂🙂🙂",
+)
+
+
+def no_evidence_texts(n: int = 20, seed: int = 0) -> list[str]:
+    """:data:`NO_EVIDENCE_TEXTS` and ``n`` made-up words (9 to 14 letters, beyond any
+    vocabulary), one to six per document."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("bcdfghjklmnpqrstvwxzaeiouy"))
+    made_up = [
+        " ".join(
+            "".join(rng.choice(letters, size=int(rng.integers(9, 15))))
+            for _ in range(int(rng.integers(1, 7)))
+        )
+        for _ in range(n)
+    ]
+    return [*NO_EVIDENCE_TEXTS, *made_up]
+
+
 SIGN_OFF = "\n Reuter\n"
 _SIGN_OFF = re.compile(r"\s*reuter\s*$", re.IGNORECASE)
 
@@ -47,7 +83,7 @@ class CheckResult:
     """One behavioural check: how many cases held, and which ones did not."""
 
     name: str
-    kind: str  # invariance | directional | minimum_functionality
+    kind: str  # invariance | directional | minimum_functionality | abstention
     cases: int
     passed: int
     min_pass_rate: float
@@ -192,6 +228,40 @@ def minimum_functionality_check(
     )
 
 
+def _assigned(frame) -> list[list[str]]:
+    """The topics a prediction frame assigns (a frame without ``topics`` names its top one)."""
+    if "topics" in frame:
+        return [list(t) for t in frame["topics"]]
+    return [[top] for top in frame["top_topic"]]
+
+
+def no_evidence_check(
+    predictor, texts: Sequence[str] | None = None, min_pass_rate: float = 1.0
+) -> CheckResult:
+    """Documents without evidence (:func:`no_evidence_texts`) get no topic at all."""
+    texts = list(no_evidence_texts() if texts is None else texts)
+    frame = predictor.predict(texts)
+    failures = [
+        f"{_short(t)!r}: got {', '.join(got)}"
+        for t, got in zip(texts, _assigned(frame), strict=True)
+        if got
+    ]
+    return CheckResult(
+        "no_evidence_no_topics",
+        "abstention",
+        len(texts),
+        len(texts) - len(failures),
+        min_pass_rate,
+        failures[:10],
+    )
+
+
+def no_evidence_topic_share(predictor, texts: Sequence[str] | None = None) -> float:
+    """The share of documents without evidence that got any topic (0 is right)."""
+    result = no_evidence_check(predictor, texts)
+    return round(1 - result.pass_rate, 4)
+
+
 def run_checks(
     predictor,
     texts: Sequence[str],
@@ -212,4 +282,5 @@ def run_checks(
     others = [t for t, top in zip(texts, tops, strict=True) if top != topic]
     results.append(directional_check(predictor, others, topic))
     results.append(minimum_functionality_check(predictor))
+    results.append(no_evidence_check(predictor))
     return results

@@ -24,6 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from rnnops.config import EvaluateConfig
 from rnnops.io import atomic_path, read_json, write_json
 from rnnops.preprocess import load_dataset
+from rnnops.text import coverage, evidence_mask
 from rnnops.train import VAL_SCORES
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,15 @@ class EvaluationError(RuntimeError):
     """Evaluation produced unusable (non-finite) results."""
 
 
+# A document with fewer evidence tokens than this (words in the vocabulary that are not
+# stop words, see rnnops.text.coverage) gets no topic: its scores are the network's
+# prior, not a reading of the text. One is the smallest evidence there is; no story of
+# NLTK's Reuters falls below it (the fewest have 4), so the metrics do not move.
+MIN_KNOWN_TOKENS = 1
+# Single-label "no topic" (class indices are 0..n-1).
+ABSTAIN = -1
+
+
 @dataclass(frozen=True)
 class Decision:
     """How scores become topics; travels with the registered model."""
@@ -42,30 +52,72 @@ class Decision:
     task: str
     threshold: float | None
     at_least_one: bool
+    min_known_tokens: int = MIN_KNOWN_TOKENS
 
-    def apply(self, scores: np.ndarray) -> np.ndarray:
-        return decide(scores, self.task, self.threshold, self.at_least_one)
+    def apply(self, scores: np.ndarray, known_tokens: np.ndarray | None = None) -> np.ndarray:
+        return decide(
+            scores,
+            self.task,
+            self.threshold,
+            self.at_least_one,
+            known_tokens,
+            self.min_known_tokens,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "threshold": self.threshold,
+            "at_least_one": self.at_least_one,
+            "min_known_tokens": self.min_known_tokens,
+        }
 
 
 def decide(
-    scores: np.ndarray, task: str, threshold: float | None, at_least_one: bool
+    scores: np.ndarray,
+    task: str,
+    threshold: float | None,
+    at_least_one: bool,
+    known_tokens: np.ndarray | None = None,
+    min_known_tokens: int = MIN_KNOWN_TOKENS,
 ) -> np.ndarray:
-    """Class indices (single-label) or a 0/1 matrix (multi-label)."""
+    """Class indices (single-label) or a 0/1 matrix (multi-label).
+
+    With ``known_tokens`` (evidence tokens per document), a document with fewer than
+    ``min_known_tokens`` abstains: no topic in multi-label (whatever ``at_least_one``
+    says), :data:`ABSTAIN` in single-label.
+    """
+    abstain = (
+        None
+        if known_tokens is None
+        else np.asarray(known_tokens).reshape(len(scores)) < min_known_tokens
+    )
     if task == "singlelabel":
-        return scores.argmax(axis=1)
+        pred = scores.argmax(axis=1)
+        if abstain is not None:
+            pred = np.where(abstain, ABSTAIN, pred)
+        return pred
     pred = (scores >= threshold).astype(np.int8)
-    if at_least_one:
+    if at_least_one and len(scores):
         pred[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+    if abstain is not None:
+        pred[abstain] = 0
     return pred
 
 
-def tune_threshold(scores: np.ndarray, y_true: np.ndarray, at_least_one: bool) -> float:
-    """The threshold in a fixed grid that maximises micro-F1 (ties: the lower one)."""
+def tune_threshold(
+    scores: np.ndarray,
+    y_true: np.ndarray,
+    at_least_one: bool,
+    known_tokens: np.ndarray | None = None,
+) -> float:
+    """The threshold in a fixed grid that maximises micro-F1 (ties: the lower one), under
+    the same abstention rule the decision applies."""
     best_t, best_f1 = 0.5, -1.0
     for t in THRESHOLD_GRID:
         f1 = f1_score(
             y_true,
-            decide(scores, "multilabel", float(t), at_least_one),
+            decide(scores, "multilabel", float(t), at_least_one, known_tokens),
             average="micro",
             zero_division=0,
         )
@@ -103,12 +155,15 @@ def compute_metrics(
 def predictions_frame(doc_ids, y_true, y_pred, scores, labels, task) -> pd.DataFrame:
     names = np.array(labels)
     if task == "singlelabel":
+        # An abstention (no evidence in the text) is predicted "" with the top score.
+        abstained = y_pred == ABSTAIN
+        picked = np.where(abstained, scores.argmax(axis=1), y_pred)
         return pd.DataFrame(
             {
                 "doc_id": doc_ids,
                 "actual": names[y_true],
-                "predicted": names[y_pred],
-                "score": scores[np.arange(len(scores)), y_pred].round(6),
+                "predicted": np.where(abstained, "", names[picked]),
+                "score": scores[np.arange(len(scores)), picked].round(6),
             }
         )
     join = lambda row: ";".join(names[row.astype(bool)])  # noqa: E731
@@ -182,9 +237,15 @@ def evaluate_scores(
     labels: list[str],
     task: str,
     cfg: EvaluateConfig,
+    val_known: np.ndarray | None = None,
+    test_known: np.ndarray | None = None,
 ) -> tuple[dict, pd.DataFrame, np.ndarray, Decision, dict]:
     """Pure core: scores in; test metrics, per-class table, predictions, the decision rule
-    and the validation metrics (under the same rule) out."""
+    and the validation metrics (under the same rule) out.
+
+    ``val_known`` / ``test_known`` (evidence tokens per document, as serving counts them)
+    let the decision abstain on documents without evidence exactly as serving does.
+    """
     if not (np.isfinite(test_scores).all() and np.isfinite(val_scores).all()):
         raise EvaluationError(
             "the model produced non-finite scores; retrain it (check the learning rate)"
@@ -192,14 +253,14 @@ def evaluate_scores(
     threshold = None
     if task == "multilabel":
         threshold = (
-            tune_threshold(val_scores, val_y, cfg.at_least_one)
+            tune_threshold(val_scores, val_y, cfg.at_least_one, val_known)
             if cfg.threshold == "validation"
             else float(cfg.threshold)
         )
     decision = Decision(task=task, threshold=threshold, at_least_one=cfg.at_least_one)
-    y_pred = decision.apply(test_scores)
+    y_pred = decision.apply(test_scores, test_known)
     metrics, per_class = compute_metrics(test_y, y_pred, labels, task)
-    val_metrics, _ = compute_metrics(val_y, decision.apply(val_scores), labels, task)
+    val_metrics, _ = compute_metrics(val_y, decision.apply(val_scores, val_known), labels, task)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     bad += [f"validation {k}" for k, v in val_metrics.items() if not math.isfinite(v)]
     if bad:
@@ -242,8 +303,11 @@ def run_evaluate(
             f"{len(val.y)}: retrain {name} on this data (dvc repro train@{name})"
         )
     test_scores = model.predict(test.x, batch_size=256, verbose=0)
+    # The same evidence count serving takes from the same encoding (rnnops.text.coverage).
+    mask = evidence_mask(read_json(data_dir / "vocab.json")["tokens"])
+    val_known, test_known = coverage(val.x, mask).known_tokens, coverage(test.x, mask).known_tokens
     metrics, per_class, y_pred, decision, val_metrics = evaluate_scores(
-        val_scores, val.y, test_scores, test.y, labels, task, cfg
+        val_scores, val.y, test_scores, test.y, labels, task, cfg, val_known, test_known
     )
     train_info = read_json(model_dir / "train.json") if (model_dir / "train.json").exists() else {}
     result = {
@@ -253,6 +317,7 @@ def run_evaluate(
         **{k: round(v, 6) for k, v in metrics.items()},
         "threshold": decision.threshold,
         "test_documents": len(test.y),
+        "test_documents_without_evidence": int((test_known < decision.min_known_tokens).sum()),
         "validation": {k: round(v, 6) for k, v in val_metrics.items()},
         "validation_documents": len(val.y),
         "epochs": train_info.get("epochs_run"),
@@ -266,12 +331,7 @@ def run_evaluate(
         preds.to_csv(tmp / "predictions.csv", index=False)
         write_json(
             tmp / "decision.json",
-            {
-                "task": task,
-                "threshold": decision.threshold,
-                "at_least_one": decision.at_least_one,
-                "labels": labels,
-            },
+            {**decision.to_dict(), "labels": labels},
         )
     with atomic_path(plots_dir) as tmp:
         tmp.mkdir()

@@ -13,11 +13,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnops.evaluate import Decision
+from rnnops.evaluate import MIN_KNOWN_TOKENS, Decision
 from rnnops.io import read_json
-from rnnops.text import TextSettings, texts_to_ids, tokenize, vocab_index
+from rnnops.text import TextSettings, coverage, evidence_mask, texts_to_ids, tokenize, vocab_index
 
-OUTPUT_COLUMNS = ("topics", "scores", "top_topic", "top_score")
+OUTPUT_COLUMNS = (
+    "topics",
+    "scores",
+    "top_topic",
+    "top_score",
+    "tokens",
+    "known_tokens",
+    "oov_rate",
+    "note",
+)
+NO_EVIDENCE_NOTE = (
+    "no topic: the model knows none of this document's words (stop words, punctuation "
+    "and numbers do not count), so its scores say nothing about the text"
+)
 
 
 def bounded_text(text: str, settings: TextSettings) -> str:
@@ -46,6 +59,7 @@ class TopicPredictor:
 
     def __post_init__(self) -> None:
         self._index = vocab_index(self.vocab)
+        self._evidence = evidence_mask(self.vocab)
 
     @classmethod
     def from_files(cls, model_path: Path, vocab_path: Path, decision_path: Path) -> TopicPredictor:
@@ -62,6 +76,8 @@ class TopicPredictor:
                 task=decision["task"],
                 threshold=decision["threshold"],
                 at_least_one=decision["at_least_one"],
+                # Decision files written before the rule existed get it too.
+                min_known_tokens=decision.get("min_known_tokens", MIN_KNOWN_TOKENS),
             ),
         )
 
@@ -72,24 +88,42 @@ class TopicPredictor:
     def scores(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.asarray(self.model.predict(self.encode(texts), batch_size=batch_size, verbose=0))
+        return self._scores(self.encode(texts), batch_size)
+
+    def _scores(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return np.asarray(self.model.predict(ids, batch_size=batch_size, verbose=0))
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:
-        """One row per text: the chosen topics with their scores, and the best topic."""
-        scores = self.scores(texts)
-        chosen = self.decision.apply(scores)
+        """One row per text: the chosen topics with their scores, the best-scoring topic,
+        and how much of the text the model knew (``tokens`` read, ``known_tokens`` that
+        carry evidence, ``oov_rate``). A text without evidence gets no topic and a ``note``
+        that says why; ``top_topic`` is then only the network's highest score."""
+        if len(texts) == 0:
+            return pd.DataFrame([], columns=list(OUTPUT_COLUMNS))
+        ids = self.encode(texts)
+        scores = self._scores(ids)
+        seen = coverage(ids, self._evidence)
+        chosen = self.decision.apply(scores, seen.known_tokens)
         names = np.array(self.labels)
         rows = []
-        for row, pick in zip(scores, chosen, strict=True):
-            idx = [int(pick)] if self.decision.task == "singlelabel" else list(np.flatnonzero(pick))
+        for n, row, pick in zip(range(len(scores)), scores, chosen, strict=True):
+            if self.decision.task == "singlelabel":
+                idx = [int(pick)] if pick >= 0 else []
+            else:
+                idx = list(np.flatnonzero(pick))
             idx.sort(key=lambda i: -row[i])
             best = int(row.argmax())
+            known = int(seen.known_tokens[n])
             rows.append(
                 {
                     "topics": [str(names[i]) for i in idx],
                     "scores": [round(float(row[i]), 6) for i in idx],
                     "top_topic": str(names[best]),
                     "top_score": round(float(row[best]), 6),
+                    "tokens": int(seen.tokens[n]),
+                    "known_tokens": known,
+                    "oov_rate": round(float(seen.oov_rate[n]), 6),
+                    "note": NO_EVIDENCE_NOTE if known < self.decision.min_known_tokens else "",
                 }
             )
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))

@@ -100,3 +100,65 @@ def vocab_index(vocab: Sequence[str]) -> dict[str, int]:
 def texts_to_ids(texts: Sequence[str], index: dict[str, int], settings: TextSettings) -> np.ndarray:
     tokens = [tokenize(t, settings.tokenizer, settings.lowercase) for t in texts]
     return encode(tokens, index, settings.max_len, settings.truncating, settings.padding)
+
+
+# Words that say nothing about a story's topic: NLTK's English stop-word list (written
+# out, so no corpus download is needed) and Reuters' sign-off, which ends most stories
+# of every topic. A document made only of these, punctuation, numbers and words outside
+# the vocabulary gives the model no evidence for any topic.
+_STOP_WORDS = """
+    a about above after again against ain all am an and any are aren aren't as at be
+    because been before being below between both but by can couldn couldn't d did didn
+    didn't do does doesn doesn't doing don don't down during each few for from further
+    had hadn hadn't has hasn hasn't have haven haven't having he her here hers herself
+    him himself his how i if in into is isn isn't it it's its itself just ll m ma me
+    mightn mightn't more most mustn mustn't my myself needn needn't no nor not now o of
+    off on once only or other our ours ourselves out over own re s same shan shan't she
+    she's should should've shouldn shouldn't so some such t than that that'll the their
+    theirs them themselves then there these they this those through to too under until
+    up ve very was wasn wasn't we were weren weren't what when where which while who whom
+    why will with won won't wouldn wouldn't y you you'd you'll you're you've your yours
+    yourself yourselves reuter reuters
+    """
+STOP_WORDS = frozenset(_STOP_WORDS.split())
+
+
+def is_evidence(token: str) -> bool:
+    """Whether a vocabulary token can carry topic evidence: a word (it has a letter)
+    that is not a stop word. Punctuation, bare numbers and the reserved ids cannot."""
+    if token in (PAD, OOV):
+        return False
+    return any(ch.isalpha() for ch in token) and token.lower() not in STOP_WORDS
+
+
+def evidence_mask(vocab: Sequence[str]) -> np.ndarray:
+    """``mask[id]`` is True where vocabulary id ``id`` is an evidence token."""
+    return np.fromiter((is_evidence(tok) for tok in vocab), dtype=bool, count=len(vocab))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of each encoded document the model knew, row by row.
+
+    ``tokens``: the tokens the model reads (after truncation to ``max_len``);
+    ``known_tokens``: those that are in the vocabulary and carry evidence (stop words,
+    punctuation and numbers do not count); ``oov_rate``: the share of the tokens read
+    that are outside the vocabulary (1.0 for a document without tokens).
+    """
+
+    tokens: np.ndarray
+    known_tokens: np.ndarray
+    oov_rate: np.ndarray
+
+
+def coverage(ids: np.ndarray, mask: np.ndarray) -> Coverage:
+    """:class:`Coverage` of encoded rows ``ids`` (as :func:`encode` returns them) under the
+    vocabulary's :func:`evidence_mask`."""
+    ids = np.asarray(ids).reshape(len(ids), -1)
+    tokens = (ids != PAD_ID).sum(axis=1)
+    oov = (ids == OOV_ID).sum(axis=1)
+    # An id outside the vocabulary (never written by encode) counts as no evidence.
+    in_vocab = (ids >= 0) & (ids < len(mask))
+    known = (mask[np.where(in_vocab, ids, PAD_ID)] & in_vocab).sum(axis=1)
+    oov_rate = np.where(tokens > 0, oov / np.maximum(tokens, 1), 1.0)
+    return Coverage(tokens.astype(np.int64), known.astype(np.int64), oov_rate.astype(float))

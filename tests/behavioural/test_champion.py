@@ -84,3 +84,15 @@ def test_obvious_headlines_get_their_topic(champion):
     # The generated corpus has three topics: grain, crude, earn (two headlines each).
     assert result.cases == 6
     _assert_ok([result])
+
+
+def test_documents_without_evidence_get_no_topic(champion):
+    predictor, texts = champion
+    result = behaviour.no_evidence_check(predictor)
+    _assert_ok([result])
+    frame = predictor.predict(behaviour.no_evidence_texts())
+    assert (frame["known_tokens"] == 0).all() and frame["note"].str.len().gt(0).all()
+    # The rule costs real stories nothing: each has evidence and keeps its topics.
+    real = predictor.predict(texts)
+    assert (real["known_tokens"] > 0).all() and real["topics"].map(len).gt(0).all()
+    assert (real["oov_rate"] < 0.5).mean() > 0.9

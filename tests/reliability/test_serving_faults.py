@@ -67,6 +67,27 @@ BAD_INPUTS = {
         400,
         "not valid UTF-8",
     ),
+    "duplicate keys": (
+        dict(
+            content=b'{"text": "a", "text": "' + SECRET.encode() + b'"}',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+        'repeats "text"',
+    ),
+    "byte order mark": (
+        dict(content=b'\xef\xbb\xbf{"text": "a"}', headers={"content-type": "application/json"}),
+        400,
+        "byte order mark",
+    ),
+    "lone surrogate": (
+        dict(
+            content=b'{"text": "' + SECRET.encode() + b' \\ud800"}',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+        "unpaired surrogate",
+    ),
     "wrong content type": (
         dict(content=json.dumps({"text": SECRET}), headers={"content-type": "text/plain"}),
         415,
@@ -120,6 +141,19 @@ def test_11_every_response_is_strict_json(server):
     for resp in responses:
         strict_json(resp)
     assert "Infinity" not in responses[-1].text
+
+
+def test_predictions_say_what_the_model_knew_and_abstain_without_evidence(server):
+    """Unknown words: each prediction reports its coverage; text without evidence gets no
+    topic (with a note), while a real story keeps its topics."""
+    resp = server.post("/predict", json={"text": ["wheat and corn exports rose", "the", "qzxv"]})
+    rows = strict_json(resp)["predictions"]
+    assert resp.status_code == 200
+    story, stop_word, gibberish = rows
+    assert story["known_tokens"] > 0 and story["topics"] and story["note"] is None
+    for row in (stop_word, gibberish):
+        assert row["known_tokens"] == 0 and row["topics"] == [] and "no topic" in row["note"]
+    assert gibberish["oov_rate"] == 1.0 and stop_word["oov_rate"] == 0.0
 
 
 def test_12_oversized_payloads_do_not_slow_concurrent_small_requests(server):
@@ -257,3 +291,18 @@ def test_14_broken_model_is_refused_and_the_serving_model_is_unchanged(
     resp = server.post("/reload")
     assert resp.status_code == 200 and strict_json(resp)["status"] == "unchanged"
     assert strict_json(server.get("/health"))["last_reload_error"] is None
+
+
+def test_14_reload_of_a_missing_alias_says_so(server, champion):
+    """/reload names its cause: the alias points nowhere -> 404 model_not_found."""
+    _, _, client, version, _ = champion
+    client.delete_registered_model_alias(MODEL, "champion")
+    try:
+        resp = server.post("/reload")
+        body = strict_json(resp)
+        assert resp.status_code == 404 and body["cause"] == "model_not_found", body
+        assert f"models:/{MODEL}@champion" in body["error"]
+        assert body["serving"]["version"] == version
+    finally:
+        client.set_registered_model_alias(MODEL, "champion", version)
+    assert server.post("/reload").status_code == 200

@@ -31,7 +31,21 @@ class KeywordModel:
 
     def predict(self, texts):
         scores = self.scores(texts)
-        return pd.DataFrame({"top_topic": [LABELS[i] for i in scores.argmax(axis=1)]})
+        tops = [LABELS[i] for i in scores.argmax(axis=1)]
+        # A text without any keyword gets no topic (its scores are uniform).
+        chosen = [
+            [top] if row.max() > row.min() else [] for top, row in zip(tops, scores, strict=True)
+        ]
+        return pd.DataFrame({"top_topic": tops, "topics": chosen})
+
+
+class AlwaysATopic(KeywordModel):
+    """Names its top topic whatever the text: what the abstention check must catch."""
+
+    def predict(self, texts):
+        frame = super().predict(texts)
+        frame["topics"] = [[top] for top in frame["top_topic"]]
+        return frame
 
 
 TEXTS = [
@@ -95,3 +109,19 @@ def test_minimum_functionality_accepts_the_topic_among_the_chosen_ones_for_multi
     assert behaviour.minimum_functionality_check(multi, grain_headlines).ok
     # Single-label models are held to the top topic.
     assert not behaviour.minimum_functionality_check(KeywordModel(), grain_headlines).ok
+
+
+def test_no_evidence_check_passes_when_text_without_evidence_gets_no_topic():
+    texts = behaviour.no_evidence_texts(n=10, seed=1)
+    assert len(texts) == len(behaviour.NO_EVIDENCE_TEXTS) + 10
+    assert texts == behaviour.no_evidence_texts(n=10, seed=1)  # reproducible
+    result = behaviour.no_evidence_check(KeywordModel(), texts)
+    assert result.kind == "abstention" and result.ok and result.cases == len(texts)
+    assert behaviour.no_evidence_topic_share(KeywordModel()) == 0.0
+
+
+def test_no_evidence_check_catches_a_model_that_always_names_a_topic():
+    result = behaviour.no_evidence_check(AlwaysATopic())
+    assert not result.ok and result.passed == 0 and result.failures
+    assert behaviour.no_evidence_topic_share(AlwaysATopic()) == 1.0
+    assert "no_evidence_no_topics" in {r.name for r in behaviour.run_checks(KeywordModel(), TEXTS)}

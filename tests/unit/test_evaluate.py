@@ -4,12 +4,25 @@ import pytest
 
 from rnnops.config import EvaluateConfig
 from rnnops.evaluate import (
+    ABSTAIN,
+    Decision,
     EvaluationError,
     comparison_table,
     compute_metrics,
     decide,
     evaluate_scores,
+    predictions_frame,
     tune_threshold,
+)
+from rnnops.text import (
+    OOV,
+    PAD,
+    coverage,
+    encode,
+    evidence_mask,
+    is_evidence,
+    tokenize,
+    vocab_index,
 )
 
 
@@ -90,3 +103,64 @@ def test_comparison_table_sorts_by_macro_f1(tmp_path):
     lines = comparison_table(tmp_path).splitlines()
     assert lines[0].split()[:3] == ["model", "accuracy", "micro_f1"]
     assert lines[2].startswith("lstm") and lines[3].startswith("rnn")
+
+
+# --------------------------------------------------------------------------- no evidence, no topic
+
+
+def test_a_document_without_known_words_gets_no_topic_whatever_at_least_one():
+    scores = np.array([[0.9, 0.8, 0.7], [0.9, 0.2, 0.1], [0.1, 0.2, 0.05]])
+    known = np.array([0, 3, 1])
+    for at_least_one in (True, False):
+        pred = decide(scores, "multilabel", 0.5, at_least_one, known)
+        assert pred[0].tolist() == [0, 0, 0]
+        assert pred[1].tolist() == [1, 0, 0]
+    assert decide(scores, "multilabel", 0.5, True, known)[2].tolist() == [0, 1, 0]
+    # Without counts (scores alone) the rule is the old one.
+    assert decide(scores, "multilabel", 0.5, True)[0].tolist() == [1, 1, 1]
+
+
+def test_singlelabel_abstains_with_minus_one():
+    scores = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    assert decide(scores, "singlelabel", None, True, np.array([0, 2])).tolist() == [ABSTAIN, 0]
+    decision = Decision("singlelabel", None, True)
+    assert decision.apply(scores, np.array([1, 0])).tolist() == [1, ABSTAIN]
+    frame = predictions_frame(
+        ["a", "b"], np.array([1, 0]), np.array([1, ABSTAIN]), scores, ["x", "y", "z"], "singlelabel"
+    )
+    assert frame["predicted"].tolist() == ["y", ""]
+
+
+def test_min_known_tokens_travels_in_the_decision():
+    decision = Decision("multilabel", 0.5, True, min_known_tokens=2)
+    assert decision.to_dict()["min_known_tokens"] == 2
+    scores = np.array([[0.9, 0.1], [0.9, 0.1]])
+    assert decision.apply(scores, np.array([1, 2])).tolist() == [[0, 0], [1, 0]]
+
+
+def test_evaluation_applies_the_rule_to_validation_and_test():
+    y = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
+    scores = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.3], [0.2, 0.7]])
+    known = np.array([5, 5, 5, 5])
+    metrics, _, _, _, val = evaluate_scores(
+        scores, y, scores, y, ["a", "b"], "multilabel", EvaluateConfig(), known, known
+    )
+    assert metrics["micro_f1"] == 1.0 and val["micro_f1"] == 1.0
+    none_known = np.zeros(4, dtype=int)
+    metrics, _, pred, _, val = evaluate_scores(
+        scores, y, scores, y, ["a", "b"], "multilabel", EvaluateConfig(), known, none_known
+    )
+    assert pred.sum() == 0 and metrics["micro_recall"] == 0.0 and val["micro_f1"] == 1.0
+
+
+def test_coverage_counts_known_words_but_not_stop_words_punctuation_or_numbers():
+    vocab = [PAD, OOV, "the", "oil", ",", "5", "reuter", "wheat"]
+    index = vocab_index(vocab)
+    texts = ["The oil, 5 wheat", "the", "xyzzy qq", "", "Reuter", "oil oil the zzz"]
+    ids = encode([tokenize(t) for t in texts], index, max_len=4)
+    seen = coverage(ids, evidence_mask(vocab))
+    # "The oil, 5 wheat" is cut at max_len=4: the, oil, ",", 5 (wheat is not read).
+    assert seen.tokens.tolist() == [4, 1, 2, 0, 1, 4]
+    assert seen.known_tokens.tolist() == [1, 0, 0, 0, 0, 2]
+    assert seen.oov_rate.tolist() == pytest.approx([0, 0, 1, 1, 0, 0.25])
+    assert not is_evidence(PAD) and not is_evidence("The") and is_evidence("Oil")

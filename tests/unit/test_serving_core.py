@@ -11,11 +11,15 @@ from rnnops.serving import (
     ModelHolder,
     ModelLoadError,
     NonFiniteScoresError,
+    NotATopicModelError,
     RequestError,
+    check_content_encoding,
     check_content_type,
     check_declared_length,
     create_app,
     describe_load_failure,
+    describe_resolve_failure,
+    http_error_body,
     parse_documents,
     predictions_to_json,
     strict_json,
@@ -71,15 +75,28 @@ def test_other_content_types_get_415(value):
     assert "application/json" in info.value.message or "UTF-8" in info.value.message
 
 
+def test_paired_surrogate_escapes_are_text():
+    assert parse_documents(b'{"text": "oil \\ud83d\\ude00"}', 4) == ["oil \U0001f600"]
+
+
+def test_compressed_bodies_get_415():
+    check_content_encoding(None)
+    check_content_encoding("identity")
+    with pytest.raises(RequestError) as info:
+        check_content_encoding("gzip")
+    assert info.value.status == 415 and "uncompressed" in info.value.message
+
+
 def test_declared_length_over_the_limit_gets_413():
     check_declared_length(None, 100)
     check_declared_length("100", 100)
     with pytest.raises(RequestError) as info:
         check_declared_length("101", 100)
     assert info.value.status == 413 and "limit is 100 bytes" in info.value.message
-    with pytest.raises(RequestError) as info:
-        check_declared_length("lots", 100)
-    assert info.value.status == 400
+    for bad in ("lots", "-5", "1e3", "١٢"):
+        with pytest.raises(RequestError) as info:
+            check_declared_length(bad, 100)
+        assert info.value.status == 400
 
 
 @pytest.mark.parametrize(
@@ -104,6 +121,25 @@ def test_declared_length_over_the_limit_gets_413():
         (b'{"text": ["a", "b", "c", "d", "e"]}', 413, "5 documents in one request; the limit is 4"),
         (b'{"text": ["' + SECRET.encode() + b'", "  "]}', 400, "document 1 is empty"),
         (b'{"text": ""}', 400, "document 0 is empty"),
+        # Ambiguous JSON: parsers disagree on it, so none of it is guessed at.
+        (b'{"text": "a", "text": "' + SECRET.encode() + b'"}', 400, 'repeats "text"'),
+        (
+            b'{"text": {"' + SECRET.encode() + b'": 1, "' + SECRET.encode() + b'": 2}}',
+            400,
+            "repeats a key",
+        ),
+        (b'{"text": ' + b"9" * 5000 + b"}", 400, "more than 100 digits"),
+        (b'{"text": -Infinity}', 400, "-Infinity is not allowed"),
+        (b'{"text": "a"} {"text": "b"}', 400, "Extra data"),
+        (b'{"text": "a"} ' + SECRET.encode(), 400, "Extra data"),
+        (b'\xef\xbb\xbf{"text": "a"}', 400, "byte order mark"),
+        (b'\xff\xfe{\x00"\x00', 400, "byte order mark"),
+        (b'{"text": "' + SECRET.encode() + b'\xc3"}', 400, "not valid UTF-8 (byte"),
+        (b"[1e999]", 400, "not an array"),
+        # Text that is not Unicode: a lone surrogate, escaped or as raw bytes.
+        (b'{"text": "oil \\ud800 ' + SECRET.encode() + b'"}', 400, "unpaired surrogate"),
+        (b'{"text": ["ok", "\\udfff"]}', 400, "document 1 holds an unpaired surrogate"),
+        (b'{"text": "\xed\xa0\x80"}', 400, "not valid UTF-8"),
     ],
 )
 def test_bad_bodies_get_a_clear_4xx_without_echo(body, status, message):
@@ -124,6 +160,15 @@ def frame(scores):
             "top_score": [max(scores)],
         }
     )
+
+
+def test_coverage_fields_are_passed_on_when_the_model_gives_them():
+    with_coverage = frame([0.9]).assign(tokens=[5], known_tokens=[0], oov_rate=[0.8], note=["x"])
+    row = predictions_to_json(with_coverage)[0]
+    assert (row["tokens"], row["known_tokens"], row["oov_rate"], row["note"]) == (5, 0, 0.8, "x")
+    assert predictions_to_json(with_coverage.assign(note=[""]))[0]["note"] is None
+    with pytest.raises(NotATopicModelError, match="lack the column"):
+        predictions_to_json(pd.DataFrame({"label": [1]}))
 
 
 def test_predictions_are_plain_json_and_non_finite_scores_are_refused():
@@ -171,7 +216,11 @@ class FakeRegistry:
         self.version = "1"
         self.models = {"1": FakePyfunc()}
 
+    resolve_fails = None
+
     def resolve(self, uri):
+        if self.resolve_fails is not None:
+            self.resolve_fails(uri)
         return {
             "name": "m",
             "version": self.version,
@@ -224,6 +273,64 @@ def test_holder_swaps_only_to_a_model_that_loads_and_answers():
 def test_describe_load_failure_names_the_problem():
     assert "truncated" in describe_load_failure("u", EOFError("eof"))
     assert "could not load u: KeyError" in describe_load_failure("u", KeyError("x"))
+    flavour = describe_load_failure(
+        "u", ValueError('Model does not have the "python_function" flavor')
+    )
+    assert "another flavour" in flavour
+    assert "missing from the artifact store" in describe_load_failure(
+        "u", OSError("No such artifact: 'model'")
+    )
+
+
+class StoreUnreachableError(RuntimeError):
+    pass
+
+
+class ModelNotFoundError(RuntimeError):
+    pass
+
+
+def test_describe_resolve_failure_names_the_cause_and_status():
+    refused = OSError(
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded (Connection refused)"
+    )
+    failure = describe_resolve_failure("models:/m@champion", RuntimeError("could not read"))
+    assert failure.status == 502 and failure.cause == "tracking_error"
+    try:
+        raise RuntimeError("could not read models:/m@champion") from refused
+    except RuntimeError as exc:
+        failure = describe_resolve_failure("models:/m@champion", exc)
+    assert failure.status == 503 and failure.cause == "tracking_unreachable"
+    assert "MLFLOW_TRACKING_URI" in str(failure) and "cannot be reached" in str(failure)
+    own = describe_resolve_failure("models:/m@c", StoreUnreachableError("the server at x refused"))
+    assert own.status == 503 and str(own) == "the server at x refused"
+    missing = describe_resolve_failure("models:/m@c", ModelNotFoundError("models:/m@c not found"))
+    assert missing.status == 404 and missing.cause == "model_not_found"
+    assert str(missing) == "models:/m@c not found"
+
+
+def test_http_layer_errors_become_strict_json_4xx():
+    import h11
+
+    for exc, status, words in (
+        (
+            h11.RemoteProtocolError("illegal request line: b'\\x16" + SECRET + "'", 400),
+            400,
+            "request line",
+        ),
+        (h11.RemoteProtocolError("Receive buffer too long", 431), 431, "too large"),
+        (
+            h11.RemoteProtocolError("Only Transfer-Encoding: chunked is supported", 501),
+            400,
+            "chunked",
+        ),
+        (h11.RemoteProtocolError("bad Content-Length", 400), 400, "Content-Length"),
+        (None, 400, "not valid HTTP"),
+    ):
+        got, body = http_error_body(exc)
+        parsed = strict_loads(body.decode())
+        assert got == status == parsed["status"] and words in parsed["error"]
+        assert SECRET not in parsed["error"]
 
 
 def test_keras_safe_mode_refuses_truncated_and_lambda_models(tmp_path):
@@ -305,6 +412,69 @@ def test_non_finite_scores_give_500_not_nan(app_client):
     assert resp.status_code == 500 and "non-finite" in strict_loads(resp.text)["error"]
 
 
+def test_wrong_method_names_the_allowed_ones(app_client):
+    client, _, _ = app_client
+    resp = client.delete("/predict")
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+    assert strict_loads(resp.text)["status"] == 405
+
+
+def test_compressed_body_and_surrogates_get_4xx_in_the_app(app_client):
+    client, _, _ = app_client
+    headers = {"content-type": "application/json"}
+    resp = client.post(
+        "/predict", content=b"\x1f\x8b", headers={**headers, "content-encoding": "gzip"}
+    )
+    assert resp.status_code == 415
+    resp = client.post("/predict", content=b'{"text": "\\ud800"}', headers=headers)
+    assert resp.status_code == 400 and "surrogate" in strict_loads(resp.text)["error"]
+
+
+def test_reload_names_its_cause(app_client):
+    client, registry, _ = app_client
+
+    def unreachable(uri):
+        raise RuntimeError("API request failed: Max retries exceeded (Connection refused)")
+
+    def missing(uri):
+        raise ModelNotFoundError(f"{uri} not found in sqlite:///x.db: run the pipeline")
+
+    for resolve, status, cause, words in (
+        (unreachable, 503, "tracking_unreachable", "cannot be reached"),
+        (missing, 404, "model_not_found", "not found"),
+    ):
+        registry.resolve_fails = resolve
+        try:
+            resp = client.post("/reload")
+        finally:
+            registry.resolve_fails = None
+        body = strict_loads(resp.text)
+        assert resp.status_code == status and body["cause"] == cause and words in body["error"]
+        assert body["serving"]["version"] == "1"
+    registry.models["3"], registry.version = (
+        OSError("Max retries exceeded (Connection refused)"),
+        "3",
+    )
+    body = strict_loads(client.post("/reload").text)
+    assert (
+        body["status"] == 503
+        and "models:/m/3" in body["error"]
+        and "cannot be reached" in body["error"]
+    )
+    registry.models["2"], registry.version = WrongOutput(), "2"
+    resp = client.post("/reload")
+    body = strict_loads(resp.text)
+    assert resp.status_code == 500 and "not an rnnops topic model" in body["error"]
+    assert client.post("/predict", json={"text": "a"}).json()["model"]["version"] == "1"
+
+
+class WrongOutput:
+    """A pyfunc of another project: it answers, with columns that are not topics."""
+
+    def predict(self, model_input):
+        return pd.DataFrame({"label": [0] * len(model_input)})
+
+
 def test_reload_failure_keeps_serving(app_client):
     client, registry, _ = app_client
     registry.models["2"], registry.version = ValueError("accessible `.keras` zip file"), "2"
@@ -314,3 +484,59 @@ def test_reload_failure_keeps_serving(app_client):
     assert body["serving"]["version"] == "1"
     assert client.post("/predict", json={"text": "a"}).json()["model"]["version"] == "1"
     assert "truncated" in client.get("/health").json()["last_reload_error"]
+
+
+# --------------------------------------------------------------------------- what the model knew
+
+
+class PriorNet:
+    """Every topic scores high whatever the ids: the network's prior, no evidence read."""
+
+    def predict(self, ids, batch_size=256, verbose=0):
+        import numpy as np
+
+        return np.full((len(ids), 3), 0.8) + np.isin(ids, [3]).sum(axis=1, keepdims=True) * [
+            [0.1, 0.0, 0.0]
+        ]
+
+
+@pytest.mark.parametrize("at_least_one", [True, False])
+def test_predictor_reports_coverage_and_abstains_without_evidence(at_least_one):
+    from rnnops.evaluate import Decision
+    from rnnops.predictor import NO_EVIDENCE_NOTE, TopicPredictor
+    from rnnops.text import OOV, PAD, TextSettings
+
+    predictor = TopicPredictor(
+        model=PriorNet(),
+        vocab=[PAD, OOV, "the", "oil", "."],
+        labels=["crude", "earn", "grain"],
+        settings=TextSettings(max_len=10),
+        decision=Decision("multilabel", 0.5, at_least_one),
+    )
+    frame = predictor.predict(["Oil, the oil.", "the", "qwzx blorft", "石油", "..."])
+    assert frame["tokens"].tolist() == [5, 1, 2, 1, 1]
+    assert frame["known_tokens"].tolist() == [2, 0, 0, 0, 0]
+    assert frame["oov_rate"].tolist() == pytest.approx([0.2, 0, 1, 1, 1])
+    assert frame["topics"].tolist() == [["crude", "earn", "grain"], [], [], [], []]
+    assert frame["note"].tolist() == ["", *[NO_EVIDENCE_NOTE] * 4]
+    rows = predictions_to_json(frame)
+    assert rows[0]["note"] is None and rows[1]["note"] == NO_EVIDENCE_NOTE
+    assert rows[1]["top_topic"] == "crude"  # the network's highest score, not a decision
+    strict_json(rows)
+
+
+def test_singlelabel_predictor_abstains_too():
+    from rnnops.evaluate import Decision
+    from rnnops.predictor import TopicPredictor
+    from rnnops.text import OOV, PAD, TextSettings
+
+    predictor = TopicPredictor(
+        model=PriorNet(),
+        vocab=[PAD, OOV, "the", "oil"],
+        labels=["crude", "earn", "grain"],
+        settings=TextSettings(max_len=10),
+        decision=Decision("singlelabel", None, True),
+    )
+    frame = predictor.predict(["oil", "zzzq"])
+    assert frame["topics"].tolist() == [["crude"], []]
+    assert predictor.predict([]).empty
