@@ -7,7 +7,6 @@ the pipeline (``dvc.yaml``) and the one cache, so no stage list is kept here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -78,29 +77,24 @@ def workspace_lock(root: str | Path) -> Iterator[None]:
     DVC releases its own repository lock while a stage's command runs, so two
     overlapping `dvc repro` can both proceed; the flows take this lock instead.
     """
+    from rnnops.locks import LockTimeout, acquire, release
+
     path = Path(root) / ".dvc" / "tmp" / "rnnops-workspace.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RepositoryBusyError(
-                f"the workspace {root} is busy: a pipeline run ({holder}) holds {path}. "
-                "Wait for it to finish; runs with overrides (DVC experiments) do not need the workspace.",
-                "workspace",
-                None,
-                "",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        lock = acquire(path, timeout=0)
+    except LockTimeout as exc:
+        raise RepositoryBusyError(
+            f"the workspace {root} is busy: a pipeline run ({exc.holder or 'another process'}) "
+            f"holds {path}. Wait for it to finish; runs with overrides (DVC experiments) do "
+            "not need the workspace.",
+            "workspace",
+            None,
+            "",
+        ) from None
+    try:
+        yield
+    finally:
+        release(lock)
 
 
 def dvc_bin() -> str:

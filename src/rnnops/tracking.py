@@ -7,14 +7,12 @@ tracking URI is resolved when a stage configures tracking, never at import.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import os
 import platform
 import subprocess
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,24 +70,17 @@ def _sqlite_path(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def file_lock(path: Path, timeout: float = 600.0) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created if needed), bounded in time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TrackingError(
-                        f"timed out after {timeout:.0f}s waiting for lock {path}"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """An exclusive lock on ``path`` (:func:`rnnops.locks.hold`), bounded in time."""
+    from rnnops.locks import LockTimeout, acquire, release
+
+    try:
+        lock = acquire(path, timeout)
+    except LockTimeout as exc:
+        raise TrackingError(f"timed out waiting: {exc}") from None
+    try:
+        yield
+    finally:
+        release(lock)
 
 
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) let one call to a
