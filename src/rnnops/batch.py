@@ -38,6 +38,15 @@ INPUT_FORMATS = {
 }
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 SCORED, ERROR = "scored", "error"
+PREDICTION_COLUMNS = (
+    "topics",
+    "scores",
+    "top_topic",
+    "top_score",
+    "known_tokens",
+    "oov_rate",
+    "note",
+)
 OUTPUT_COLUMNS = (
     "row",
     "status",
@@ -46,6 +55,9 @@ OUTPUT_COLUMNS = (
     "scores",
     "top_topic",
     "top_score",
+    "known_tokens",
+    "oov_rate",
+    "note",
     "model_name",
     "model_version",
     "model_uri",
@@ -381,18 +393,24 @@ def score_texts(
 
     def rows_of(frame: pd.DataFrame) -> list[dict[str, Any] | str]:
         out: list[dict[str, Any] | str] = []
-        for topics, scores, top_topic, top_score in zip(
-            frame["topics"], frame["scores"], frame["top_topic"], frame["top_score"], strict=True
-        ):
+        for row in frame.to_dict("records"):
+            scores, top_score = row["scores"], row["top_score"]
             if not _finite_row(scores, top_score):
                 out.append("the model produced non-finite scores")
                 continue
+            # How much of the text the model knew; models logged before it was reported
+            # leave these empty.
+            known = row.get("known_tokens")
+            oov = row.get("oov_rate")
             out.append(
                 {
-                    "topics": [str(t) for t in topics],
+                    "topics": [str(t) for t in row["topics"]],
                     "scores": [float(s) for s in scores],
-                    "top_topic": str(top_topic),
+                    "top_topic": str(row["top_topic"]),
                     "top_score": float(top_score),
+                    "known_tokens": None if _missing(known) else int(known),
+                    "oov_rate": None if _missing(oov) else float(oov),
+                    "note": row.get("note") or None,
                 }
             )
         return out
@@ -436,7 +454,7 @@ def score_documents(
             predictions[i] = outcome
     out["status"] = [SCORED if p is not None else ERROR for p in predictions]
     out["error"] = errors
-    for key in ("topics", "scores", "top_topic", "top_score"):
+    for key in PREDICTION_COLUMNS:
         out[key] = [p[key] if p is not None else None for p in predictions]
     out["model_name"] = model_name
     out["model_version"] = model_version
@@ -463,6 +481,8 @@ def write_scores(frame: pd.DataFrame, path: str | Path, id_column: str | None = 
                 "topics": pa.list_(pa.string()),
                 "scores": pa.list_(pa.float64()),
                 "top_score": pa.float64(),
+                "known_tokens": pa.int64(),
+                "oov_rate": pa.float64(),
             }
             for column in frame.columns:
                 values = [None if _missing(v) else v for v in frame[column].tolist()]

@@ -208,6 +208,10 @@ def test_batch_score_flow_scores_good_rows_and_reports_bad_ones(
     want = pyfunc.predict(pd.DataFrame({"text": good}))
     assert [list(t) for t in scored["topics"]] == [list(t) for t in want["topics"]]
     assert scored["top_score"].tolist() == pytest.approx(want["top_score"].tolist(), abs=1e-6)
+    # How much of each text the model knew, as the served model reports it.
+    assert scored["known_tokens"].tolist() == want["known_tokens"].tolist()
+    assert scored["oov_rate"].tolist() == pytest.approx(want["oov_rate"].tolist())
+    assert out.loc[out["status"] == "error", "known_tokens"].isna().all()
     assert out.loc[out["status"] == "error", "error"].tolist() == list(bad.values())
 
     # Same documents as CSV in, CSV out.
