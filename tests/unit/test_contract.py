@@ -7,7 +7,7 @@ from pathlib import Path
 from rnnops import contract
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [*(ROOT / "src" / "rnnops").glob("*.py"), *(ROOT / "flows").glob("*.py")]
+SOURCES = [*(ROOT / "src" / "rnnops").rglob("*.py"), *(ROOT / "flows").glob("*.py")]
 CONTRACT = ROOT / "src" / "rnnops" / "contract.py"
 
 

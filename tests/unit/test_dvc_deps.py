@@ -29,17 +29,23 @@ STAGE_MODULES = {
 }
 
 
+def source_of(module: str) -> Path:
+    """A module's file, or its folder for a subpackage (a dvc.yaml dep can be a folder)."""
+    return PACKAGE / module if (PACKAGE / module).is_dir() else PACKAGE / f"{module}.py"
+
+
 def imported_modules(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    source = source_of(module)
+    files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
     found = set()
-    for node in ast.walk(tree):
+    for node in (n for f in files for n in ast.walk(ast.parse(f.read_text()))):
         if isinstance(node, ast.ImportFrom) and node.module:
             parts = node.module.split(".")
             if parts[0] == "rnnops":
                 found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("rnnops.")}
-    return {m for m in found if (PACKAGE / f"{m}.py").exists()}
+    return {m for m in found if source_of(m).exists()}
 
 
 def closure(modules: set[str]) -> set[str]:
@@ -57,7 +63,7 @@ def test_every_stage_depends_on_the_code_it_runs():
     missing = {}
     for name, stage in stages.items():
         deps = set((stage.get("do") or stage).get("deps", []))
-        needed = {f"src/rnnops/{m}.py" for m in closure(STAGE_MODULES[name])}
+        needed = {source_of(m).relative_to(ROOT).as_posix() for m in closure(STAGE_MODULES[name])}
         needed.add("src/rnnops/cli.py")
         if needed - deps:
             missing[name] = sorted(needed - deps)
