@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnops.evaluate import compute_metrics, decide
+from rnnops.decision import decide
+from rnnops.evaluate import compute_metrics
 from rnnops.io import read_json
 from rnnops.preprocess import load_dataset
 from rnnops.text import document_text

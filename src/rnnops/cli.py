@@ -216,7 +216,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> None:
 def cmd_ensemble(args: argparse.Namespace, params: Params) -> None:
     from rnnops.ensemble import run_ensemble
     from rnnops.io import read_json, remove_on_failure
-    from rnnops.train import VAL_SCORES
+    from rnnops.stage_files import VAL_SCORES
 
     if args.name not in params.ensembles:
         raise ConfigError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnops.io import atomic_path, read_json, remove_on_failure, write_json
-from rnnops.train import VAL_SCORES
+from rnnops.stage_files import VAL_SCORES
 
 
 class EnsembleError(ValueError):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnops.evaluate import MIN_KNOWN_TOKENS, Decision
+from rnnops.decision import MIN_KNOWN_TOKENS, Decision
 from rnnops.io import read_json
 from rnnops.text import TextSettings, coverage, evidence_mask, texts_to_ids, tokenize, vocab_index
 

@@ -27,10 +27,10 @@ import pandas as pd
 from rnnops.config import ModelConfig
 from rnnops.io import read_json, write_json
 from rnnops.preprocess import Dataset, load_dataset
+from rnnops.stage_files import VAL_SCORES
 
 log = logging.getLogger(__name__)
 
-VAL_SCORES = "val_scores.npy"
 TRAIN_OUTPUTS = ("model.keras", "history.csv", "train.json", VAL_SCORES)
 
 

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnops.evaluate import Decision
+from rnnops.decision import Decision
 from rnnops.predictor import TopicPredictor
 from rnnops.serving import ModelHolder, create_app, run_app
 from rnnops.text import OOV, PAD, TextSettings

@@ -3,13 +3,11 @@ import pandas as pd
 import pytest
 
 from rnnops.config import EvaluateConfig
+from rnnops.decision import ABSTAIN, Decision, decide
 from rnnops.evaluate import (
-    ABSTAIN,
-    Decision,
     EvaluationError,
     comparison_table,
     compute_metrics,
-    decide,
     evaluate_scores,
     predictions_frame,
     tune_threshold,

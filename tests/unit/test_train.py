@@ -170,7 +170,8 @@ def test_selection_scores_are_taken_before_the_refit_sees_validation(tmp_path):
     from rnnops.config import EvaluateConfig
     from rnnops.evaluate import run_evaluate
     from rnnops.models import load_model
-    from rnnops.train import VAL_SCORES, run_train
+    from rnnops.stage_files import VAL_SCORES
+    from rnnops.train import run_train
 
     data = toy()
     train = Dataset(
