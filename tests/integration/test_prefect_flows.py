@@ -164,13 +164,14 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
 
     assert asyncio.run(flow_run_name()).startswith("workspace @ ")
 
-    # A promotion param changes: check_params and promote run, every other stage is
-    # shown as Skipped (not as a Completed piece of work).
+    # A promotion param changes: check_params, promote and compare (which names the
+    # champion) run; every other stage is shown as Skipped, not as a piece of work.
     set_params(project, {"promotion.min_delta": 0.001})
     changed = training_flow(project_dir=str(project), return_state=True)
     assert changed.is_completed(), changed
     names = {n: r.state.name for n, r in task_runs(changed.state_details.flow_run_id, 10).items()}
-    assert names.pop("promote") == names.pop("check_params") == "Completed", names
+    ran = [names.pop(stage) for stage in ("check_params", "promote", "compare")]
+    assert ran == ["Completed"] * 3, names
     assert set(names.values()) == {"Skipped"}, names
 
     again = training_flow(project_dir=str(project), return_state=True)
