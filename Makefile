@@ -48,7 +48,7 @@ bench-quality: install ## every model on R8, R52 and 90 topics, 3 seeds, beside 
 bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
-test: install ## run every test: unit, integration (real DVC), behavioural and e2e (real corpus)
+test: install ## run every test: unit, integration (real DVC), behavioural, browser (headless Chromium) and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" --durations=15
 
@@ -86,6 +86,7 @@ plots: install ## render the DVC plots (learning curves, per-class F1) to dvc_pl
 
 MLFLOW_PORT ?= 5000
 ui: install ## serve the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (the project's mlflow.db)
+	@echo "open http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning (the model-training view)"
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 
 clean: ## remove pipeline outputs (the DVC cache keeps them)

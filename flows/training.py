@@ -200,16 +200,24 @@ def report_markdown(summary: dict[str, Any], runs: list[dict], versions: list[di
             # A SQLite store has no web address: say how to open the UI, not the file path.
             lines += [
                 "The runs are in a local MLflow store: open its UI with `make ui`, then "
-                f"http://127.0.0.1:5000 (experiment `{summary.get('mlflow_experiment', '')}`); "
-                "search a run id there.",
+                "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (experiment "
+                f"`{summary.get('mlflow_experiment', '')}`); search a run id there.",
                 "",
             ]
     comparison = summary.get("comparison")
     if comparison:
+        # A browser does not follow file:// links out of the Prefect UI: the report is
+        # linked where it can be opened, in the MLflow runs' artifacts, and named on disk.
+        linked = [r for r in runs if (r.get("url") or "").startswith("http")]
+        where = (
+            f"[in the artifacts of the `{linked[0]['model']}` run]"
+            f"({linked[0]['url'].replace('?', '/artifacts/comparison/comparison.html?', 1)})"
+            if linked
+            else "in each MLflow run's artifacts under `comparison/`"
+        )
         lines += [
-            f"Comparison report (SimpleRNN vs LSTM, per-class F1, by document length, gap to "
-            f"TF-IDF + SVM): [{comparison}](file://{comparison}), also logged to each MLflow "
-            "run under `comparison/`.",
+            "Comparison report (the models side by side, per-class F1, by document length, "
+            f"gap to TF-IDF + SVM): {where}; on disk `{comparison}`.",
             "",
         ]
     for v in versions:

@@ -31,3 +31,18 @@ def test_a_run_without_validation_metrics_goes_last():
     report = report_markdown({}, [old, run("new", 0.3, 0.2)], [])
     assert report.index("| new |") < report.index("| old |")
     assert "| old | nan |" in report
+
+
+def test_the_comparison_report_is_linked_where_a_browser_opens_it():
+    url = "http://mlflow:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
+    report = report_markdown(
+        {"comparison": "/p/reports/comparison.html"},
+        [{**run("lstm", 0.5, 0.5), "url": url}],
+        [],
+    )
+    assert "file://" not in report
+    assert (
+        "(http://mlflow:5000/#/experiments/1/runs/abc/artifacts/comparison/comparison.html"
+        "?workflowType=machine_learning)" in report
+    )
+    assert "on disk `/p/reports/comparison.html`" in report

@@ -199,7 +199,13 @@ def run_url(run_id: str) -> str:
     uri = mlflow.get_tracking_uri()
     run = mlflow.MlflowClient().get_run(run_id)
     if uri.startswith("http"):
-        return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        # MLflow 3's UI picks its GenAI or model-training view from the URL (else from the
+        # browser's last choice, GenAI at first), not from the experiment's kind tag; its
+        # own links keep the choice, so the experiment reached from this run opens as runs.
+        return (
+            f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+            "?workflowType=machine_learning"
+        )
     return f"{uri} experiment {run.info.experiment_id} run {run_id}"
 
 

@@ -126,7 +126,8 @@ def configure(uri_param: str | None, experiment: str) -> str:
 
 
 EXPERIMENT_TAGS = {
-    # MLflow 3 opens an experiment without this tag in its GenAI (traces) view.
+    # Marks the experiment as model training; MLflow 3.17's UI still picks its view from the
+    # URL (`?workflowType=machine_learning`, which run_url and `make ui` give).
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": (
         "Recurrent topic classifiers on Reuters newswire, one run per model and pipeline "
