@@ -250,6 +250,13 @@ class ServingConfig(_Strict):
     max_body_bytes: Annotated[int, Field(ge=64)] = 1_000_000
     # More documents in one request get 413; split the batch.
     max_documents: PositiveInt = 512
+    # Concurrent requests share one model call of up to this many documents (a larger
+    # request runs alone); under load a call waits up to batch_max_wait_ms for more to
+    # arrive. A request on an idle server never waits.
+    batch_max_documents: Annotated[int, Field(ge=1, le=4096)] = 256
+    batch_max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 2.0
+    # On SIGTERM, requests already read are answered for up to this long, then cancelled.
+    shutdown_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
 
 
 class Params(_Strict):

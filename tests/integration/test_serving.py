@@ -87,3 +87,123 @@ def test_serve_refuses_to_start_without_a_champion(champion, tmp_path):
     )
     assert proc.returncode != 0
     assert "models:/reuters-topics@nobody" in proc.stderr and "not found" in proc.stderr
+
+
+def test_invocations_answer_what_predict_answers(server):
+    """MLflow's scoring protocol on the real server: the same predictions as /predict."""
+    texts = ["wheat and corn exports rose", "oil prices fell as opec raised output", "the"]
+    want = strict_json(server.post("/predict", json={"text": texts}))["predictions"]
+    for payload in (
+        {"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}},
+        {"dataframe_records": [{"text": t} for t in texts]},
+        {"inputs": {"text": texts}},
+        {"instances": texts},
+    ):
+        resp = server.post("/invocations", json=payload)
+        assert resp.status_code == 200 and strict_json(resp) == {"predictions": want}
+    assert strict_json(server.get("/ping")) == {"status": "ok"}
+    bad = server.post("/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1]]}})
+    assert bad.status_code == 400 and 'no "text" column' in strict_json(bad)["error"]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def _raw_post(port: int, body: bytes, sent: list) -> tuple[int, dict]:
+    """One request on its own connection; ``sent`` gets a mark once it is written."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    writer.write(head + body)
+    await writer.drain()
+    sent.append(1)
+    data = await reader.read()
+    writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
+    """2,000 one-document requests at concurrency 64: each answered with its own
+    prediction, RSS bounded; then SIGTERM during a burst: every request already sent is
+    answered, and the server exits cleanly."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from conftest import start, stop, wait_for
+
+    project, env, _, _, pyfunc = champion
+    texts = sample_texts(project)[:64]
+    want = expected(pyfunc, texts)
+    port = free_port()
+    log = tmp_path / "server.log"
+    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), "--max-documents", "64"]
+    proc = start(cmd, env, log, cwd=project)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def load(n: int, concurrency: int) -> list:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(i):
+                async with gate:
+                    resp = await client.post("/predict", json={"text": texts[i % len(texts)]})
+                    return i, resp.status_code, resp.json()["predictions"]
+
+            return await asyncio.gather(*(one(i) for i in range(n)))
+
+    async def burst() -> tuple[list, int]:
+        sent: list = []
+        body = json.dumps({"text": texts}).encode()
+        tasks = [asyncio.ensure_future(_raw_post(port, body, sent)) for _ in range(64)]
+        while len(sent) < len(tasks) or not any(t.done() for t in tasks):
+            await asyncio.sleep(0.002)
+        os.kill(proc.pid, signal.SIGTERM)  # all sent, some answered, the rest in flight
+        in_flight = sum(not t.done() for t in tasks)
+        return await asyncio.gather(*tasks, return_exceptions=True), in_flight
+
+    try:
+        wait_for(healthy, 120, "rnnops serve health", interval=0.5)
+        asyncio.run(load(200, 64))  # warm-up: what the server holds after its first burst
+        rss_warm = _rss_kib(proc.pid)
+        start_time = time.perf_counter()
+        answers = asyncio.run(load(2000, 64))
+        seconds = time.perf_counter() - start_time
+        for i, status, rows in answers:
+            assert status == 200
+            assert_same(rows, want[i % len(texts) : i % len(texts) + 1])
+        grown = (_rss_kib(proc.pid) - rss_warm) / 1024
+        assert grown < 150, f"RSS grew {grown:.0f} MiB over 2,000 requests"
+
+        done, in_flight = asyncio.run(burst())
+        lost = [d for d in done if isinstance(d, BaseException) or d[0] != 200]
+        assert not lost, f"{len(lost)} of {len(done)} accepted requests lost: {lost[:3]}"
+        for _, body in done:
+            assert_same(body["predictions"], want)
+        # uvicorn finished its shutdown; the CLI then exits 143, as for any SIGTERM.
+        assert proc.wait(timeout=60) in (0, 128 + signal.SIGTERM), log.read_text()[-2000:]
+        assert "Finished server process" in log.read_text()
+        print(
+            f"2,000 requests in {seconds:.1f} s at concurrency 64, RSS +{grown:.0f} MiB; "
+            f"SIGTERM with {in_flight} of 64 requests in flight, none lost"
+        )
+    finally:
+        stop(proc)

@@ -502,7 +502,7 @@ class PriorNet:
 
 @pytest.mark.parametrize("at_least_one", [True, False])
 def test_predictor_reports_coverage_and_abstains_without_evidence(at_least_one):
-    from rnnops.evaluate import Decision
+    from rnnops.decision import Decision
     from rnnops.predictor import NO_EVIDENCE_NOTE, TopicPredictor
     from rnnops.text import OOV, PAD, TextSettings
 
@@ -526,7 +526,7 @@ def test_predictor_reports_coverage_and_abstains_without_evidence(at_least_one):
 
 
 def test_singlelabel_predictor_abstains_too():
-    from rnnops.evaluate import Decision
+    from rnnops.decision import Decision
     from rnnops.predictor import TopicPredictor
     from rnnops.text import OOV, PAD, TextSettings
 
@@ -540,3 +540,159 @@ def test_singlelabel_predictor_abstains_too():
     frame = predictor.predict(["oil", "zzzq"])
     assert frame["topics"].tolist() == [["crude"], []]
     assert predictor.predict([]).empty
+
+
+# --------------------------------------------------------------------------- batching, MLflow's protocol
+
+
+class LengthPyfunc(FakePyfunc):
+    """Scores each document by its length, so rows cannot be swapped unnoticed; counts calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def predict(self, model_input):
+        texts = list(model_input["text"])
+        self.calls.append(len(texts))
+        scores = [min(len(t) / 1000, 1.0) for t in texts]
+        return pd.DataFrame(
+            {
+                "topics": [["grain"] if s > 0.01 else [] for s in scores],
+                "scores": [[s] for s in scores],
+                "top_topic": ["grain"] * len(texts),
+                "top_score": scores,
+            }
+        )
+
+
+@pytest.fixture
+def length_app():
+    registry = FakeRegistry()
+    registry.models["1"] = LengthPyfunc()
+    holder = ModelHolder("m", "champion", resolve=registry.resolve, load=registry.load)
+    holder.reload()
+    return create_app(holder, max_body_bytes=100_000, max_documents=64), registry.models["1"]
+
+
+def test_serving_config_batch_fields_are_validated():
+    base = ServingConfig()
+    assert (base.batch_max_documents, base.batch_max_wait_ms) == (256, 2.0)
+    assert serving_config(base, batch_max_wait_ms=0).batch_max_wait_ms == 0
+    for field, value in (("batch_max_documents", 0), ("batch_max_wait_ms", -1)):
+        with pytest.raises(ConfigError, match=rf"serving\.{field}"):
+            serving_config(base, **{field: value})
+    with pytest.raises(ConfigError, match=r"serving\.shutdown_timeout_s"):
+        serving_config(base, shutdown_timeout_s=0)
+
+
+def test_concurrent_requests_share_model_calls_and_keep_their_rows(length_app):
+    import asyncio
+
+    import httpx
+
+    app, pyfunc = length_app
+    texts = [f"document {'x' * i}" for i in range(60)]
+
+    async def burst():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(
+                *(client.post("/predict", json={"text": [t, t + "yy"]}) for t in texts)
+            )
+
+    before = len(pyfunc.calls)
+    answers = asyncio.run(burst())
+    for text, resp in zip(texts, answers, strict=True):
+        rows = strict_loads(resp.text)["predictions"]
+        assert resp.status_code == 200
+        assert [r["top_score"] for r in rows] == [len(text) / 1000, (len(text) + 2) / 1000]
+    assert len(pyfunc.calls) - before < len(texts)  # some requests shared a call
+
+
+TEXTS = ["oil prices rose", "wheat exports fell sharply", "a"]
+INVOCATIONS = {
+    "dataframe_split": {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}},
+    "dataframe_split with index": {
+        "dataframe_split": {"index": [0, 1, 2], "columns": ["text"], "data": [[t] for t in TEXTS]}
+    },
+    "dataframe_records": {"dataframe_records": [{"text": t} for t in TEXTS]},
+    "inputs columnar": {"inputs": {"text": TEXTS}},
+    "inputs list": {"inputs": TEXTS},
+    "inputs records": {"inputs": [{"text": t} for t in TEXTS], "params": {}},
+    "instances list": {"instances": TEXTS, "params": None},
+}
+
+
+@pytest.mark.parametrize("case", list(INVOCATIONS))
+def test_invocations_answer_what_predict_answers(length_app, case):
+    from fastapi.testclient import TestClient
+
+    app, _ = length_app
+    with TestClient(app) as client:
+        want = strict_loads(client.post("/predict", json={"text": TEXTS}).text)["predictions"]
+        resp = client.post("/invocations", json=INVOCATIONS[case])
+        assert resp.status_code == 200, resp.text
+        assert strict_loads(resp.text) == {"predictions": want}
+        one = client.post("/invocations", json={"inputs": {"text": TEXTS[1]}})
+        assert strict_loads(one.text) == {"predictions": want[1:2]}
+
+
+BAD_INVOCATIONS = [
+    ({"text": [SECRET]}, 400, "exactly one of the fields"),
+    ({"inputs": [SECRET], "instances": [SECRET]}, 400, "exactly one of the fields"),
+    ({"inputs": [SECRET], "params": {"k": 1}}, 400, "takes no parameters"),
+    ({"dataframe_split": [SECRET]}, 400, "must be an object"),
+    ({"dataframe_split": {"columns": ["body"], "data": [[SECRET]]}}, 400, 'no "text" column'),
+    (
+        {"dataframe_split": {"columns": ["text", "x"], "data": [[SECRET, 1]]}},
+        400,
+        'besides "text"',
+    ),
+    ({"dataframe_split": {"columns": ["text"], "data": [SECRET]}}, 400, "row 0 must be an array"),
+    ({"dataframe_split": {"columns": ["text"], "data": []}}, 400, "holds no rows"),
+    ({"dataframe_records": [{"text": SECRET}, {"body": SECRET}]}, 400, "record 1 has no"),
+    ({"dataframe_records": {"text": SECRET}}, 400, "must be an array of records"),
+    ({"inputs": {"text": [SECRET, 5]}}, 400, "row 1 is a number"),
+    ({"inputs": [SECRET, {"text": SECRET}]}, 400, "mixes records"),
+    ({"inputs": SECRET}, 400, "must be an object of columns or an array"),
+    ({"inputs": ["ok", "  "]}, 400, "document 1 is empty"),
+    ({"inputs": ["a"] * 65}, 413, "the limit is 64"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), BAD_INVOCATIONS)
+def test_bad_invocations_get_a_4xx_in_strict_json_without_echo(
+    length_app, payload, status, message
+):
+    from fastapi.testclient import TestClient
+
+    app, _ = length_app
+    with TestClient(app) as client:
+        resp = client.post("/invocations", json=payload)
+        body = strict_loads(resp.text)
+        assert resp.status_code == status and body["status"] == status, body
+        assert message in body["error"] and SECRET not in resp.text, body
+        raw = client.post(
+            "/invocations", content=b'{"inputs": NaN}', headers={"content-type": "application/json"}
+        )
+        assert raw.status_code == 400 and "NaN" in strict_loads(raw.text)["error"]
+        assert (
+            client.post(
+                "/invocations", content=b"a,b", headers={"content-type": "text/csv"}
+            ).status_code
+            == 415
+        )
+
+
+def test_ping_and_version(length_app):
+    from fastapi.testclient import TestClient
+
+    import rnnops
+
+    app, _ = length_app
+    with TestClient(app) as client:
+        assert strict_loads(client.get("/ping").text) == {"status": "ok"}
+        version = strict_loads(client.get("/version").text)
+        assert version["rnnops"] == rnnops.__version__ and version["model"]["version"] == "1"
+        assert version["mlflow"].count(".") >= 1
