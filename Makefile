@@ -49,7 +49,7 @@ bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (b
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
 test: install ## run every test: unit, integration (real DVC), behavioural, browser (headless Chromium) and e2e (real corpus)
-	$(BIN)/ruff check src flows tests bench
+	$(BIN)/ruff check src flows tests bench scripts
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" --durations=15
 
 test-unit: install ## unit tests only (seconds)
@@ -71,12 +71,12 @@ test-e2e: install ## end-to-end tests on the real corpus
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/e2e
 
 lint: install ## ruff lint and format check
-	$(BIN)/ruff check src flows tests bench
-	$(BIN)/ruff format --check src flows tests bench
+	$(BIN)/ruff check src flows tests bench scripts
+	$(BIN)/ruff format --check src flows tests bench scripts
 
 format: install ## format the code with ruff
-	$(BIN)/ruff format src flows tests bench
-	$(BIN)/ruff check --fix src flows tests bench
+	$(BIN)/ruff format src flows tests bench scripts
+	$(BIN)/ruff check --fix src flows tests bench scripts
 
 metrics: install ## compare the models' test metrics
 	$(BIN)/dvc metrics show
@@ -111,3 +111,14 @@ compare: install ## the comparison report of the models (reports/comparison.{md,
 
 bench-sweep: install ## wall time of a 4-point sweep, max_parallel 1 vs 2 (bench/results/sweep.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/sweep.py
+
+.PHONY: stack-up stack-down stack-status
+STACK_DIR ?= $(CURDIR)/.stack
+stack-up: install ## PostgreSQL, an S3 store (moto), mlflow server and prefect server on 127.0.0.1 (.stack/)
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/stack.py up --state-dir "$(STACK_DIR)"
+
+stack-down: ## stop every process of the stack (its PostgreSQL data stays in .stack/)
+	@$(BIN)/python scripts/stack.py down --state-dir "$(STACK_DIR)"
+
+stack-status: ## the stack's endpoints as NAME=VALUE lines (set -a; eval "$$(make -s stack-status)")
+	@$(BIN)/python scripts/stack.py status --state-dir "$(STACK_DIR)"
