@@ -10,8 +10,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-# One probe's budget: the stage fails within about twice this (a connect, then a read).
+# One probe's budget. Connecting is quick on a live host; a busy server (many stages
+# logging at once on a small machine) may take seconds to answer, a hung one never does:
+# the read gets longer, and the stage still fails well within 15 s of starting.
 PROBE_TIMEOUT_S = 5.0
+PROBE_READ_TIMEOUT_S = 8.0
 PROBE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Tables every MLflow SQL store has; a database with other tables and none of these
@@ -39,16 +42,16 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
-def _server_problem(uri: str, timeout: float) -> str | None:
+def _server_problem(uri: str, timeout: float, read_timeout: float) -> str | None:
     import requests
 
     url = uri.rstrip("/") + PROBE_PATH
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=(timeout, read_timeout))
     except requests.exceptions.ConnectTimeout:
         return f"did not accept a connection within {timeout:g} s"
     except requests.exceptions.ReadTimeout:
-        return f"accepted the connection but did not answer within {timeout:g} s (is it hung?)"
+        return f"accepted the connection but did not answer within {read_timeout:g} s (is it hung?)"
     except requests.exceptions.ConnectionError as exc:
         reason = "refused the connection" if "refused" in str(exc).lower() else "is unreachable"
         return f"{reason} (is `mlflow server` running there?)"
@@ -80,7 +83,12 @@ def _sqlite_problem(path: Path) -> str | None:
     return None
 
 
-def check_store(uri: str, must_exist: bool = False, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_store(
+    uri: str,
+    must_exist: bool = False,
+    timeout: float = PROBE_TIMEOUT_S,
+    read_timeout: float = PROBE_READ_TIMEOUT_S,
+) -> None:
     """Raise with a one-line message if ``uri`` is no usable MLflow store.
 
     ``must_exist``: the caller reads runs or models that a store must already hold (serve,
@@ -99,7 +107,7 @@ def check_store(uri: str, must_exist: bool = False, timeout: float = PROBE_TIMEO
             )
         return
     if uri.startswith(("http://", "https://")):
-        problem = _server_problem(uri, timeout)
+        problem = _server_problem(uri, timeout, read_timeout)
         if problem:
             raise StoreUnreachableError(
                 f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) {problem}; "
