@@ -191,20 +191,19 @@ def model_card(
         "",
         "Validation chose this model and its threshold; test only reports.",
         "",
-        "| metric | validation | test |",
-        "|---|---|---|",
+        # Lists, not tables: the registry page renders markdown tables without cell padding.
         *[
-            f"| {k} | {cand.metrics[SELECTION_SPLIT][k]:.4f} | {cand.metrics[k]:.4f} |"
+            f"- **{k}**: validation {cand.metrics[SELECTION_SPLIT][k]:.4f}, "
+            f"test {cand.metrics[k]:.4f}"
             for k in ("accuracy", "micro_f1", "macro_f1", "weighted_f1")
             if k in cand.metrics and k in cand.metrics[SELECTION_SPLIT]
         ],
         "",
         "## Weakest topics (test support >= 5)",
         "",
-        "| topic | F1 | precision | recall | support |",
-        "|---|---|---|---|---|",
         *[
-            f"| {r.label} | {r.f1:.3f} | {r.precision:.3f} | {r.recall:.3f} | {int(r.support)} |"
+            f"- **{r.label}**: F1 {r.f1:.3f} (precision {r.precision:.3f}, recall "
+            f"{r.recall:.3f}, {int(r.support)} test documents)"
             for r in weak.itertuples()
         ],
         "",
