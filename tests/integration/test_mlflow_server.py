@@ -55,8 +55,13 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     champion = client.get_model_version_by_alias("reuters-topics", "champion")
     assert str(champion.version) == decision["candidate_version"] != str(first.version)
 
+    # This process's tracking URI is shared by every test: set it for the load only.
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
+    try:
+        model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
     out = model.predict(
         pd.DataFrame(
             {

@@ -75,7 +75,9 @@ def test_lineage_tags_and_dataset(tracked):
 
 
 def test_registered_model_takes_raw_text_and_matches_evaluate(tracked):
-    project, _, client = tracked
+    project, env, client = tracked
+    # Another test may have pointed this process at its own store since the fixture ran.
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("reuters-topics", "champion")
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "champion" and decision["candidate_version"] == str(
