@@ -62,6 +62,10 @@ def tiny_nltk_data(tmp_path_factory) -> Path:
 
 def project_env(nltk_data: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    # Each project names its own store. mlflow.set_tracking_uri (called by fixtures in this
+    # process) also sets MLFLOW_TRACKING_URI in os.environ; inherited, it would send another
+    # test's runs into that store.
+    env.pop("MLFLOW_TRACKING_URI", None)
     env.update(
         NLTK_DATA=str(nltk_data),
         PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
