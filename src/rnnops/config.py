@@ -132,6 +132,10 @@ class ModelConfig(_Strict):
     # random: Keras' default; word2vec: start from the pretrain stage's vectors (learned
     # from the training split only) and fine-tune them. Needs embedding_dim = pretrain.dim.
     embedding_init: Literal["random", "word2vec"] = "random"
+    # false: the embedding keeps its starting vectors (with word2vec, those learned from the
+    # training split), so the network cannot memorise the training documents through
+    # millions of per-word weights.
+    embedding_trainable: bool = True
     mask_padding: bool = True
     spatial_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0

@@ -154,6 +154,7 @@ def build_model(
         # weights as when the vectors were given as the initializer.
         embeddings_initializer="uniform" if embeddings is None else "zeros",
         mask_zero=cfg.mask_padding,
+        trainable=cfg.embedding_trainable,
         name="embedding",
     )(tokens)
     if cfg.spatial_dropout > 0:
