@@ -153,7 +153,7 @@ def channel_from_env() -> Channel:
 
 
 def main(argv: list[str]) -> int:
-    from rnnops.cli import main as rnnops_main
+    from rnnops.apps.cli import main as rnnops_main
 
     install(channel_from_env())
     return rnnops_main(argv)

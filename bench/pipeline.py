@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnops.baseline import majority_class, tfidf_svm  # noqa: E402
-from rnnops.config import apply_overrides  # noqa: E402
-from rnnops.pipeline import stage_order  # noqa: E402
+from rnnops.core.config import apply_overrides  # noqa: E402
+from rnnops.stages.baseline import majority_class, tfidf_svm  # noqa: E402
+from rnnops.systems.dvc_driver import stage_order  # noqa: E402
 
 TABLE = ("model", "accuracy", "micro_f1", "macro_f1", "train_seconds")
 

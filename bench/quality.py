@@ -3,7 +3,7 @@
 Trains every model of ``params.yaml`` with the pipeline's own stage code
 (ingest → preprocess → train → evaluate, then ensemble → evaluate for every
 ensemble whose members are trained) on each task and seed, and beside every model
-with an embedding skip its two ablation twins (``rnnops.ablation``: the same network
+with an embedding skip its two ablation twins (``rnnops.core.ablation``: the same network
 without its recurrent layers, and without its skip; a twin that ``params.yaml``
 already defines is that model, otherwise it is trained here as ``NAME-skip-only`` /
 ``NAME-no-skip``). Computes the TF-IDF + linear SVM and majority-class baselines on
@@ -45,8 +45,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnops.baseline import majority_class, tfidf_svm  # noqa: E402
-from rnnops.config import apply_overrides, parse_params  # noqa: E402
+from rnnops.core.config import apply_overrides, parse_params  # noqa: E402
+from rnnops.stages.baseline import majority_class, tfidf_svm  # noqa: E402
 
 # Each task is the pipeline's preprocess stage with these settings.
 TASKS = {
@@ -79,7 +79,7 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def evaluate_row(name, evaluate_cfg, model_dir: Path, data_dir: Path, work: Path) -> dict:
-    from rnnops.evaluate import run_evaluate
+    from rnnops.stages.evaluate import run_evaluate
 
     metrics = run_evaluate(
         name,
@@ -99,7 +99,7 @@ def evaluate_row(name, evaluate_cfg, model_dir: Path, data_dir: Path, work: Path
 
 
 def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> dict:
-    from rnnops.train import run_train
+    from rnnops.stages.train import run_train
 
     model_dir = work / "models" / name
     summary = run_train(name, cfg, data_dir, model_dir, pretrained_dir=data_dir / "pretrained")
@@ -113,7 +113,7 @@ def train_and_evaluate(name, cfg, evaluate_cfg, data_dir: Path, work: Path) -> d
 
 def ensemble_and_evaluate(name, members, evaluate_cfg, data_dir: Path, work: Path) -> dict:
     """The pipeline's ensemble stage on the members trained in ``work``, then evaluate."""
-    from rnnops.ensemble import run_ensemble
+    from rnnops.stages.ensemble import run_ensemble
 
     model_dir = work / "ensembles" / name
     summary = run_ensemble(name, members, work / "models", model_dir)
@@ -127,7 +127,7 @@ def ensemble_and_evaluate(name, members, evaluate_cfg, data_dir: Path, work: Pat
 
 def load_predictor(row: dict, data_dir: Path):
     """The text-in predictor of an evaluated row, as the registered model wraps it."""
-    from rnnops.predictor import TopicPredictor
+    from rnnops.core.predictor import TopicPredictor
 
     return TopicPredictor.from_files(
         Path(row["model_dir"]) / "model.keras",
@@ -137,9 +137,9 @@ def load_predictor(row: dict, data_dir: Path):
 
 
 def no_evidence_share(row: dict, data_dir: Path) -> float:
-    """The share of documents without evidence (rnnops.behaviour.no_evidence_texts) that
+    """The share of documents without evidence (rnnops.core.behaviour.no_evidence_texts) that
     the model, with its decision rule, still gave a topic: 0 is right."""
-    from rnnops import behaviour
+    from rnnops.core import behaviour
 
     return behaviour.no_evidence_topic_share(load_predictor(row, data_dir))
 
@@ -147,8 +147,8 @@ def no_evidence_share(row: dict, data_dir: Path) -> float:
 def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
     import pandas as pd
 
-    from rnnops import behaviour
-    from rnnops.text import document_text
+    from rnnops.core import behaviour
+    from rnnops.core.text import document_text
 
     predictor = load_predictor(best, data_dir)
     raw = pd.read_parquet(raw_path)
@@ -166,9 +166,9 @@ def behavioural(best: dict, data_dir: Path, raw_path: Path) -> list[dict]:
 
 
 def behavioural_only(out: Path) -> int:
-    from rnnops.ingest import run_ingest
-    from rnnops.preprocess import run_preprocess
-    from rnnops.pretrain import run_pretrain
+    from rnnops.stages.ingest import run_ingest
+    from rnnops.stages.preprocess import run_preprocess
+    from rnnops.stages.pretrain import run_pretrain
 
     result = json.loads(out.read_text())
     name, seed = result["behavioural"]["model"], result["behavioural"]["seed"]
@@ -312,7 +312,7 @@ def plot(summary: dict, models: list[str], tasks: list[str], path: Path) -> None
 
 def load_candidates(path: Path | None, params) -> dict:
     """Candidate configs by name: ``{name: {base: MODEL, set: {key: value}}}`` in ``path``."""
-    from rnnops.config import ModelConfig
+    from rnnops.core.config import ModelConfig
 
     if path is None:
         return {}
@@ -332,7 +332,7 @@ def load_candidates(path: Path | None, params) -> dict:
 
 def with_twins(params, models: list[str], candidates: dict) -> tuple[dict, dict]:
     """Every model to train (configs by name, twins included) and the twins of each."""
-    from rnnops.ablation import NO_SKIP, SKIP_ONLY, find_twins, twins_of
+    from rnnops.core.ablation import NO_SKIP, SKIP_ONLY, find_twins, twins_of
 
     configs = {**{m: params.models[m] for m in models}, **candidates}
     twins = find_twins(configs)
@@ -588,9 +588,9 @@ def main() -> int:
         }
     generated = [n for n in configs if n not in models and n not in candidates]
 
-    from rnnops.ingest import run_ingest
-    from rnnops.preprocess import run_preprocess
-    from rnnops.pretrain import run_pretrain
+    from rnnops.stages.ingest import run_ingest
+    from rnnops.stages.preprocess import run_preprocess
+    from rnnops.stages.pretrain import run_pretrain
 
     runs, baselines, started = [], [], time.perf_counter()
     best_rows, checks, done = {}, {}, []

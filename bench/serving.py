@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from rnnops.config import apply_overrides  # noqa: E402
+from rnnops.core.config import apply_overrides  # noqa: E402
 
 MODEL = "reuters-topics"
 MLFLOW_FLAGS = ("--env-manager", "local", "-h", "127.0.0.1")
@@ -241,7 +241,7 @@ def measure(name, url, path, payload, texts, args) -> dict:
 
 def network_alone(model_uri: str, texts: list[str], batch: int, rounds: int) -> dict:
     """The Keras network on already-tokenized rows: no text handling, no HTTP."""
-    from rnnops import tracking
+    from rnnops.systems import tracking
 
     predictor = tracking.load_text_model(model_uri).unwrap_python_model().predictor
     keras_model = getattr(predictor.model, "model", predictor.model)
@@ -320,7 +320,7 @@ def main() -> int:
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
 
-    from rnnops import tracking
+    from rnnops.systems import tracking
 
     with tempfile.TemporaryDirectory(prefix="rnnops-bench-serving-") as tmp:
         tmp = Path(tmp)

@@ -4,7 +4,7 @@
    project: wall time and peak memory per stage.
 2. On that run's processed data, for every model: the train stage as DVC runs it
    (`rnnops train NAME`, with its MLflow run, callbacks and atomic writes) against a
-   bare Keras loop of the identical model (`rnnops.train.new_model`, then
+   bare Keras loop of the identical model (`rnnops.stages.train.new_model`, then
    `model.fit` on the same arrays, with the same class weights (when the model has
    them), batch size and validation data, no tracking and no callbacks), both for the
    same number of epochs with early stopping and refit off, `--repeats` rounds.
@@ -59,10 +59,10 @@ TARGET_RATIO = 0.95
 def bare_loop(data_dir: str, model_json: str) -> None:
     """Child process: the identical model trained by a bare, paced `model.fit`."""
     from pace import channel_from_env, install
-    from rnnops.config import ModelConfig
-    from rnnops.io import read_json
-    from rnnops.preprocess import load_dataset
-    from rnnops.train import fit_weights, initial_embeddings, new_model, seed_everything
+    from rnnops.core.config import ModelConfig
+    from rnnops.core.io import read_json
+    from rnnops.stages.preprocess import load_dataset
+    from rnnops.stages.train import fit_weights, initial_embeddings, new_model, seed_everything
 
     install(channel_from_env())
     cfg = ModelConfig(**json.loads(model_json))
@@ -279,7 +279,7 @@ def main() -> int:
         parser.error("--epochs must be at least 2: the first epoch of a fit is not timed")
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
 
-    from rnnops.config import load_params
+    from rnnops.core.config import load_params
 
     with tempfile.TemporaryDirectory(prefix="rnnops-speed-") as tmp:
         project, env = make_copy(Path(tmp) / "project", overrides)

@@ -22,15 +22,15 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from rnnops import tracking
-from rnnops.batch import (
+from rnnops.apps.batch import (
     BatchInputError,
     check_csv_records,
     check_paths,
     pyfunc_predict,
     run_batch_score,
 )
-from rnnops.config import load_params
+from rnnops.core.config import load_params
+from rnnops.systems import tracking
 
 DEFAULT_MODEL_URI = "models:/reuters-topics@champion"
 MAX_REPORTED_BAD_ROWS = 1000

@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from flows.batch_score import batch_score_flow
 from flows.training import training_flow
-from rnnops import contract
+from rnnops.core import contract
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

@@ -8,7 +8,7 @@ All MLflow runs of a sweep carry the tag ``rnnops.sweep_id`` and the parent run
 
 Promotion: inside a point, the pipeline's ``promote`` stage only records its
 candidate (``RNNOPS_PROMOTE_MODE=record``); at the end the sweep sends its single
-best point through :func:`rnnops.promote.run_promote` — the same gate (margin,
+best point through :func:`rnnops.stages.promote.run_promote` — the same gate (margin,
 file lock, champion re-read under the lock) that ``dvc repro`` uses, once per
 sweep, on that experiment's own outputs read back from git and the DVC cache.
 
@@ -32,8 +32,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.training import _links_env, stream_to_log, sweep_env
-from rnnops import contract, pipeline, tracking
-from rnnops.config import ConfigError, load_params, parse_params
+from rnnops.core import contract
+from rnnops.core.config import ConfigError, load_params, parse_params
+from rnnops.systems import dvc_driver, tracking
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -80,12 +81,12 @@ def new_sweep_id() -> str:
 
 def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
     """What a finished point's experiment committed: its best model, score and metrics."""
-    from rnnops.promote import Candidate, best_candidate, selection_score
+    from rnnops.stages.promote import Candidate, best_candidate, selection_score
 
-    files = pipeline.experiment_files(root, name)
+    files = dvc_driver.experiment_files(root, name)
     params = parse_params(yaml.safe_load(files.read_text("params.yaml")), f"experiment {name}")
     metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params.candidates}
-    # The same choice as the promote stage (rnnops.promote.best_candidate).
+    # The same choice as the promote stage (rnnops.stages.promote.best_candidate).
     cand = best_candidate(
         [Candidate(m, "", "", None, vals) for m, vals in metrics.items()], metric
     ).name
@@ -110,8 +111,8 @@ def sweep_point(
     """One point as an isolated DVC experiment in this process."""
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(root, overrides, env, name=name, on_line=stream_to_log())
-    except pipeline.StageError as exc:
+        result = dvc_driver.run_experiment(root, overrides, env, name=name, on_line=stream_to_log())
+    except dvc_driver.StageError as exc:
         logger.error("point %d %s failed: %s", index, overrides, exc)
         raise
     logger.info("point %d (%s) ran %s in %.1fs", index, name, result.stages_run, result.seconds)
@@ -151,10 +152,10 @@ def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> di
     """Send experiment ``name`` through the promotion gate of the sweep's own params."""
     from dataclasses import asdict
 
-    from rnnops.promote import run_promote
+    from rnnops.stages.promote import run_promote
 
     base = load_params(params_path)
-    pipeline.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
+    dvc_driver.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
     point = load_params(workdir / "params.yaml")
     decision = run_promote(
         point.candidates,
@@ -263,7 +264,7 @@ def sweep_flow(
                     },
                 )
             else:
-                env = pipeline.subprocess_env(
+                env = dvc_driver.subprocess_env(
                     {**_links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": uri}
                 )
                 future = runner.submit(
@@ -305,7 +306,7 @@ def sweep_flow(
             promotion["decision"],
         )
     if best and apply_best:
-        pipeline.apply_experiment(root, best["experiment"])
+        dvc_driver.apply_experiment(root, best["experiment"])
         logger.info("applied %s to the workspace", best["experiment"])
 
     markdown = summary_markdown(sweep_id, rows, best, promotion)

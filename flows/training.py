@@ -21,9 +21,10 @@ from prefect.runtime import task_run as runtime_task_run
 from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
-from rnnops import contract, pipeline, stage_output, tracking
-from rnnops.config import load_params
-from rnnops.io import read_json
+from rnnops.core import contract, stage_output
+from rnnops.core.config import load_params
+from rnnops.core.io import read_json
+from rnnops.systems import dvc_driver, tracking
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -32,7 +33,7 @@ def retry_transient_only(task, task_run, state) -> bool:
     """Retry a failed stage only when retrying can help (not for bad input or a busy repository)."""
     try:
         state.result(raise_on_failure=True)
-    except pipeline.StageError as exc:
+    except dvc_driver.StageError as exc:
         return exc.transient
     except Exception:
         return True
@@ -42,7 +43,7 @@ def retry_transient_only(task, task_run, state) -> bool:
 def stream_to_log():
     """A line sink for :func:`pipeline.run_dvc`: each line to the Prefect log at its level.
 
-    Known tool noise is dropped (:mod:`rnnops.stage_output`); the run logger is taken here,
+    Known tool noise is dropped (:mod:`rnnops.core.stage_output`); the run logger is taken here,
     in the task's context, and called from the same thread as lines arrive.
     """
     logger = get_run_logger()
@@ -87,8 +88,8 @@ def _execution_env(env: dict[str, str]) -> dict[str, str]:
 def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any] | State:
     logger = get_run_logger()
     try:
-        result = pipeline.run_stage(root, stage, _execution_env(env), on_line=stream_to_log())
-    except pipeline.StageError as exc:
+        result = dvc_driver.run_stage(root, stage, _execution_env(env), on_line=stream_to_log())
+    except dvc_driver.StageError as exc:
         logger.error(str(exc))
         raise
     summary = {"stage": stage, "ran": result.ran, "seconds": round(result.seconds, 2)}
@@ -107,10 +108,10 @@ def dvc_experiment(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = pipeline.run_experiment(
+        result = dvc_driver.run_experiment(
             root, overrides, _execution_env(env), name=name, on_line=stream_to_log()
         )
-    except pipeline.StageError as exc:
+    except dvc_driver.StageError as exc:
         logger.error(str(exc))
         raise
     logger.info(
@@ -127,15 +128,15 @@ def dvc_experiment(
 def dvc_pull(root: str, env: dict[str, str]) -> None:
     logger = get_run_logger()
     try:
-        pipeline.pull(root, env, on_line=stream_to_log())
-    except pipeline.StageError as exc:
+        dvc_driver.pull(root, env, on_line=stream_to_log())
+    except dvc_driver.StageError as exc:
         logger.error(str(exc))
         raise
 
 
 @task(name="dvc-push", task_run_name="dvc push", persist_result=False)
 def dvc_push(root: str, env: dict[str, str]) -> None:
-    pipeline.push(root, env, on_line=stream_to_log())
+    dvc_driver.push(root, env, on_line=stream_to_log())
 
 
 def _links_env() -> dict[str, str]:
@@ -156,7 +157,7 @@ def sweep_env(sweep: dict[str, Any]) -> dict[str, str]:
     env = {
         contract.SWEEP_ID_ENV: str(sweep["sweep_id"]),
         # The point's promote stage only records its candidate: the sweep promotes its
-        # best point once, through the same gate (rnnops.promote.run_promote).
+        # best point once, through the same gate (rnnops.stages.promote.run_promote).
         contract.PROMOTE_MODE_ENV: "record",
     }
     if sweep.get("parent_run_id"):
@@ -288,7 +289,7 @@ def training_flow(
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
-    env = pipeline.subprocess_env(
+    env = dvc_driver.subprocess_env(
         {**_links_env(), **sweep_env(sweep or {}), "MLFLOW_TRACKING_URI": uri}
         if sweep
         else {**_links_env(), "MLFLOW_TRACKING_URI": uri}
@@ -312,12 +313,12 @@ def training_flow(
             )
         )
     else:
-        with pipeline.workspace_lock(root):
-            for message in pipeline.recover_dvc_locks(root):
+        with dvc_driver.workspace_lock(root):
+            for message in dvc_driver.recover_dvc_locks(root):
                 logger.warning(message)
             if pull:
                 dvc_pull.with_options(**policy)(str(root), env)
-            changed = pipeline.changed_stages(root, env)
+            changed = dvc_driver.changed_stages(root, env)
             if not changed:
                 logger.info(
                     "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
@@ -329,7 +330,7 @@ def training_flow(
                 _reap_dead_runs(uri)
                 stage_task = dvc_stage.with_options(**policy)
                 summary["stages"] = {}
-                for stage in pipeline.stage_order(root):
+                for stage in dvc_driver.stage_order(root):
                     result = stage_task(str(root), stage, env)
                     if isinstance(result, State):  # a skipped stage's state carries its summary
                         result = result.result()

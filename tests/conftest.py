@@ -20,7 +20,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from corpus import write_tiny_reuters
-from rnnops.config import apply_overrides
+from rnnops.core.config import apply_overrides
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent

@@ -1,5 +1,5 @@
 import sys
 
-from rnnops.cli import main
+from rnnops.apps.cli import main
 
 sys.exit(main())

@@ -11,9 +11,10 @@ import pytest
 
 from conftest import BIN_DIR, make_project, run, tiny_params
 from corpus import write_tiny_reuters
-from rnnops import behaviour, tracking
-from rnnops.serving import load_pyfunc
-from rnnops.text import document_text
+from rnnops.apps.serving import load_pyfunc
+from rnnops.core import behaviour
+from rnnops.core.text import document_text
+from rnnops.systems import tracking
 
 pytestmark = [pytest.mark.behavioural, pytest.mark.integration]
 

@@ -215,7 +215,7 @@ def flow_run(tracked, mlflow_ui, prefect_ui, tmp_path_factory) -> dict:
 def test_mlflow_ui_shows_runs_curve_and_champion(browser, mlflow_ui):
     import mlflow
 
-    from rnnops.tracking import run_url
+    from rnnops.systems.tracking import run_url
 
     url, runs = mlflow_ui
     assert {"rnn", "lstm"} <= set(runs), runs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rnnops.batch import BatchInputError, read_documents, run_batch_score
+from rnnops.apps.batch import BatchInputError, read_documents, run_batch_score
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +233,7 @@ def test_batch_score_flow_refuses_a_missing_model_without_retrying(
 ):
     from flows.batch_score import batch_score_flow
 
-    from rnnops.tracking import ModelNotFoundError
+    from rnnops.systems.tracking import ModelNotFoundError
 
     project, uri, _, _ = champion
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -262,7 +262,7 @@ def test_batch_score_flow_has_typed_parameters():
 
 def test_batch_score_command_scores_with_the_champion(champion, tmp_path, capsys, monkeypatch):
     """`rnnops batch-score` (in-process): the same rows and scores as the flow's core."""
-    from rnnops.cli import main
+    from rnnops.apps.cli import main
 
     project, uri, version, pyfunc = champion
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

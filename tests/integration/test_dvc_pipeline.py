@@ -33,9 +33,9 @@ def test_repro_noop_added_ensemble_retrained_member_and_failures(tiny_project):
     ensemble added, a member retrained, an invalid parameter and a missing member."""
     import numpy as np
 
-    from rnnops import tracking
-    from rnnops.models import load_model
-    from rnnops.preprocess import load_dataset
+    from rnnops.core.models import load_model
+    from rnnops.stages.preprocess import load_dataset
+    from rnnops.systems import tracking
 
     project, env = tiny_project
 

@@ -158,7 +158,7 @@ def test_pipeline_on_the_stack(team_stack, tmp_path, tiny_nltk_data):
     status = run([dvc, "status", "--cloud"], project, env)
     assert "Cache and remote 'team' are in sync" in status.stdout, status.stdout
 
-    from rnnops.tracking import load_text_model
+    from rnnops.systems.tracking import load_text_model
 
     mlflow.set_tracking_uri(values["MLFLOW_TRACKING_URI"])
     model = load_text_model("models:/reuters-topics@champion")

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import BIN_DIR, project_env, run, tiny_params
-from rnnops import tracking
-from rnnops.batch import run_batch_score
-from rnnops.cli import main
+from rnnops.apps.batch import run_batch_score
+from rnnops.apps.cli import main
+from rnnops.systems import tracking
 
 
 def fake_predict(texts: list[str]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import BIN_DIR, project_env, run, tiny_params
-from rnnops.cli import main
+from rnnops.apps.cli import main
 
 GOOD = b"id,text,topics,split\na,oil prices rose,crude,train\nb,wheat fell,grain,test\n"
 PREVIOUS = b"the previous ingest output"

@@ -5,7 +5,7 @@ The app runs in-process (FastAPI TestClient) around a real :class:`TopicPredicto
 (tokenizer, vocabulary, coverage, decision rule) whose network is a few lines of numpy,
 so every example goes through the serving path without a registry. The requests that
 h11 refuses before the app runs are sent as raw bytes to one real uvicorn process,
-started as ``rnnops serve`` starts it (:func:`rnnops.serving.run_app`).
+started as ``rnnops serve`` starts it (:func:`rnnops.apps.serving.run_app`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnops.decision import Decision
-from rnnops.predictor import TopicPredictor
-from rnnops.serving import ModelHolder, create_app, run_app
-from rnnops.text import OOV, PAD, TextSettings
+from rnnops.apps.serving import ModelHolder, create_app, run_app
+from rnnops.core.decision import Decision
+from rnnops.core.predictor import TopicPredictor
+from rnnops.core.text import OOV, PAD, TextSettings
 
 MAX_BODY_BYTES = 4000
 MAX_DOCUMENTS = 4

@@ -49,7 +49,7 @@ FLOWS, EPOCHS, PROBES = 32, 2, 5
 
 
 def _toy(n=32, max_len=6, vocab=12, n_labels=3, seed=0):
-    from rnnops.preprocess import Dataset
+    from rnnops.stages.preprocess import Dataset
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_labels, size=n).astype(np.int32)
@@ -61,9 +61,9 @@ def _toy(n=32, max_len=6, vocab=12, n_labels=3, seed=0):
 def _load_flow():
     from prefect import flow, task
 
-    from rnnops import tracking
-    from rnnops.config import ModelConfig
-    from rnnops.train import train_model
+    from rnnops.core.config import ModelConfig
+    from rnnops.stages.train import train_model
+    from rnnops.systems import tracking
 
     latencies: list[float] = []
     lock = threading.Lock()

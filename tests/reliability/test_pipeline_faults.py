@@ -131,7 +131,7 @@ def test_18_kill_9_leaves_stale_or_corrupt_dvc_locks_and_the_next_run_recovers(
     """
     from flows.training import training_flow
 
-    from rnnops import pipeline
+    from rnnops.systems import dvc_driver
 
     project, env = project
     for key in ("NLTK_DATA", "PATH", "MLFLOW_TRACKING_URI"):
@@ -145,8 +145,8 @@ def test_18_kill_9_leaves_stale_or_corrupt_dvc_locks_and_the_next_run_recovers(
     assert "had been killed" in status.stdout + status.stderr  # DVC drops dead holders itself
 
     rwlock.write_text('{"write": {"' + target)  # killed while DVC wrote its lock file
-    with pytest.raises(pipeline.CorruptLockError, match=r"rm \.dvc/tmp/rwlock"):
-        pipeline.changed_stages(project)
+    with pytest.raises(dvc_driver.CorruptLockError, match=r"rm \.dvc/tmp/rwlock"):
+        dvc_driver.changed_stages(project)
     start_ = time.monotonic()
     state = training_flow(project_dir=str(project), return_state=True)
     assert state.is_completed(), state.message
@@ -196,7 +196,7 @@ def test_20_same_path_changed_contents_recomputes_downstream(project):
     change nothing; different bytes at the same path rerun the stage and what follows.
     """
     project, env = project
-    code = project / "src/rnnops/baseline.py"
+    code = project / "src/rnnops/stages/baseline.py"
     code.write_bytes(code.read_bytes())  # same contents, new mtime
     assert run([DVC, "status", "--json"], project, env).stdout.strip() in ("{}", "")
     code.write_text(code.read_text() + "\n# changed contents\n")
@@ -306,7 +306,7 @@ def test_17_overlapping_workspace_runs_fail_fast_as_busy(prefect_harness, flow_p
 
 def test_17_workspace_lock_fails_fast_while_another_process_holds_it(tmp_path):
     """Item 17: the workspace lock never waits: busy at once, free again when the holder goes."""
-    from rnnops.pipeline import RepositoryBusyError, workspace_lock
+    from rnnops.systems.dvc_driver import RepositoryBusyError, workspace_lock
 
     holder = hold_workspace(tmp_path)
     try:
@@ -326,7 +326,7 @@ def test_17_workspace_lock_fails_fast_while_another_process_holds_it(tmp_path):
 
 
 def toy(n=64, max_len=6, vocab=12, n_labels=3, seed=0):
-    from rnnops.preprocess import Dataset
+    from rnnops.stages.preprocess import Dataset
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_labels, size=n).astype(np.int32)
@@ -337,8 +337,8 @@ def toy(n=64, max_len=6, vocab=12, n_labels=3, seed=0):
 
 
 def weights_of(seed):
-    from rnnops.config import ModelConfig
-    from rnnops.train import train_model
+    from rnnops.core.config import ModelConfig
+    from rnnops.stages.train import train_model
 
     cfg = ModelConfig(
         kind="gru", units=4, embedding_dim=4, epochs=2, batch_size=16,

@@ -206,7 +206,7 @@ def test_13_log_filter_cuts_long_records():
     """Item 13: the serving log filter bounds messages and tracebacks."""
     import logging
 
-    from rnnops.serving import BoundedLogFilter
+    from rnnops.apps.serving import BoundedLogFilter
 
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "%s", ("y" * 10_000,), None)
     BoundedLogFilter(100).filter(record)

@@ -158,7 +158,7 @@ def test_03_doctor_marks_runs_of_sigkilled_processes_killed(tracked, tmp_path):
     Runs of live processes and of other hosts are left alone; a pid reused by another
     process (different start time) counts as dead.
     """
-    from rnnops.tracking import process_tags
+    from rnnops.systems.tracking import process_tags
 
     project, env, _ = tracked
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -255,7 +255,7 @@ def test_04_mlflow_server_stopped_mid_training_fails_fast_and_promotes_nothing(c
 
 FIRST_USE = """
 import sys
-from rnnops import tracking
+from rnnops.systems import tracking
 tracking.configure(None, "first-use")
 with tracking.stage_run(run_name=sys.argv[1]):
     tracking.log_metrics({"x": 1.0}, step=1)
@@ -431,7 +431,7 @@ def test_07_concurrent_promotions_let_the_better_model_win(tracked, tmp_path):
 
 def test_08_promotion_to_missing_version_or_reserved_alias_is_refused(tracked):
     """Item 8: a missing version or a reserved alias -> a clear error, aliases unchanged."""
-    from rnnops import tracking
+    from rnnops.systems import tracking
 
     _, _, client = tracked
     mlflow.set_tracking_uri(client.tracking_uri)
@@ -450,8 +450,8 @@ POISONED_TRAIN = """
 import sys
 import keras
 import numpy as np
-from rnnops import tracking
-from rnnops.cli import main
+from rnnops.systems import tracking
+from rnnops.apps.cli import main
 
 class PoisonWeights(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):

@@ -1,6 +1,6 @@
 import pytest
 
-from rnnops.ablation import (
+from rnnops.core.ablation import (
     bag_of_embeddings_gaps,
     find_twins,
     no_skip_twin,
@@ -8,7 +8,7 @@ from rnnops.ablation import (
     skip_only_twin,
     twins_of,
 )
-from rnnops.config import ModelConfig
+from rnnops.core.config import ModelConfig
 
 SKIPPED = ModelConfig(kind="gru", bidirectional=True, units=32, embedding_skip=["max", "mean"])
 

@@ -12,81 +12,77 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "rnnops"
 
-LAYERS = {
-    "core": {
-        "config", "contract", "stage_files", "io", "text", "decision", "models",
-        "predictor", "ablation", "behaviour", "batcher", "stage_output",
-    },
-    "stages": {
-        "ingest", "preprocess", "pretrain", "train", "evaluate", "ensemble", "promote",
-        "compare", "baseline",
-    },
-    "systems": {"tracking", "store_check", "pipeline", "locks"},
-    "apps": {
-        "cli", "__main__", "serving", "serving_http", "serving_models", "serving_requests",
-        "scoring_protocol", "batch", "reproduce",
-    },
-}  # fmt: skip
+# A module's layer is the folder it lives in: src/rnnops/<layer>/<module>.
+LAYERS = ("core", "stages", "systems", "apps")
 MAY_IMPORT = {
     "core": {"core"},
     "stages": {"core", "stages", "systems"},
     "systems": {"core", "systems"},
     "apps": {"core", "stages", "systems", "apps"},
 }
-# Which top-level modules of the package may import each external library.
+# Which modules (<layer>.<module>) may import each external library.
 LIBRARY_OWNERS = {
     "prefect": set(),  # only flows/, outside the package
-    "dvc": {"pipeline"},
-    "mlflow": {"tracking", "serving", "serving_models"},
-    "fastapi": {"serving", "serving_http", "serving_models", "serving_requests"},
-    "starlette": {"serving", "serving_http", "serving_models", "serving_requests"},
-    "uvicorn": {"serving", "serving_http"},
-    "h11": {"serving_http"},
-}
-LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
+    "dvc": {"systems.dvc_driver"},
+    "mlflow": {"systems.tracking", "apps.serving", "apps.serving_models"},
+    "fastapi": {"apps.serving", "apps.serving_http", "apps.serving_models", "apps.serving_requests"},
+    "starlette": {"apps.serving", "apps.serving_http", "apps.serving_models", "apps.serving_requests"},
+    "uvicorn": {"apps.serving", "apps.serving_http"},
+    "h11": {"apps.serving_http"},
+}  # fmt: skip
+# The package's own entry points: `python -m rnnops` is the CLI.
+TOP_LEVEL = {"__init__": None, "__main__": "apps"}
 
 
-def top_level_modules() -> dict[str, list[Path]]:
+def package_modules() -> dict[str, list[Path]]:
+    """<layer>.<module> (a subpackage counts as one module) -> its files."""
     found: dict[str, list[Path]] = {}
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts != ("__init__",):
-            found.setdefault(parts[0], []).append(path)
+        if len(parts) == 1:
+            if TOP_LEVEL.get(parts[0]):
+                found.setdefault(f"{TOP_LEVEL[parts[0]]}.{parts[0]}", []).append(path)
+        elif parts[1] != "__init__":
+            found.setdefault(f"{parts[0]}.{parts[1]}", []).append(path)
     return found
 
 
+def layer_of(module: str) -> str:
+    return module.split(".")[0]
+
+
 def imports_of(paths: list[Path]) -> tuple[set[str], set[str]]:
-    """(rnnops modules, external top-level packages) imported anywhere in ``paths``."""
-    own, external = set(), set()
+    """(package layers, external top-level packages) imported anywhere in ``paths``."""
+    layers, external = set(), set()
     for node in (n for p in paths for n in ast.walk(ast.parse(p.read_text()))):
         names = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
             if node.module == "rnnops":
-                own |= {a.name for a in node.names}
+                layers |= {a.name for a in node.names if a.name in LAYERS}
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:
             parts = name.split(".")
             if parts[0] == "rnnops":
-                own |= set(parts[1:2])
+                layers |= set(parts[1:2]) & set(LAYERS)
             else:
                 external.add(parts[0])
-    return own, external
+    return layers, external
 
 
-def test_every_module_has_a_layer():
-    assert set(top_level_modules()) - LAYER_OF.keys() == set()
+def test_the_package_has_only_the_layer_folders():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    loose = {p.stem for p in PACKAGE.glob("*.py")} - TOP_LEVEL.keys()
+    assert (folders, loose) == (set(LAYERS), set())
 
 
 def test_layers_import_only_the_layers_below_them():
     wrong = {}
-    for module, paths in top_level_modules().items():
-        own, _ = imports_of(paths)
-        layer = LAYER_OF[module]
-        bad = sorted(
-            m for m in own - {module, "__version__"} if LAYER_OF.get(m) not in MAY_IMPORT[layer]
-        )
+    for module, paths in package_modules().items():
+        layers, _ = imports_of(paths)
+        layer = layer_of(module)
+        bad = sorted(layers - MAY_IMPORT[layer])
         if bad:
             wrong[f"{module} ({layer})"] = bad
     assert wrong == {}
@@ -94,7 +90,7 @@ def test_layers_import_only_the_layers_below_them():
 
 def test_each_external_library_is_imported_only_by_its_owner():
     wrong = {}
-    for module, paths in top_level_modules().items():
+    for module, paths in package_modules().items():
         _, external = imports_of(paths)
         for library, owners in LIBRARY_OWNERS.items():
             if library in external and module not in owners:
@@ -104,9 +100,9 @@ def test_each_external_library_is_imported_only_by_its_owner():
 
 def test_serving_loads_no_evaluation_code():
     code = (
-        "import sys, rnnops.serving, rnnops.predictor\n"
+        "import sys, rnnops.apps.serving, rnnops.core.predictor\n"
         "print(sorted(m for m in sys.modules if m in "
-        "('rnnops.evaluate', 'rnnops.train', 'rnnops.compare', 'prefect', 'dvc')))"
+        "('rnnops.stages.evaluate', 'rnnops.stages.train', 'rnnops.stages.compare', 'prefect', 'dvc')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

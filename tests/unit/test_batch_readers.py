@@ -1,10 +1,10 @@
-"""The batch readers: one row per record, each with its own error (rnnops.batch)."""
+"""The batch readers: one row per record, each with its own error (rnnops.apps.batch)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rnnops.batch import BatchInputError, read_documents, run_batch_score, text_problem
+from rnnops.apps.batch import BatchInputError, read_documents, run_batch_score, text_problem
 
 
 def errors(path, **kwargs) -> list[str | None]:

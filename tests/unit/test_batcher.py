@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnops.batcher import BatchSizeError, MicroBatcher
+from rnnops.core.batcher import BatchSizeError, MicroBatcher
 
 
 class Model:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnops import behaviour
+from rnnops.core import behaviour
 
 LABELS = ["crude", "earn", "grain"]
 KEYWORDS = {"crude": ("oil", "crude", "opec"), "earn": ("profit", "net", "dividend")}

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnops.compare import (
+from rnnops.core.config import ModelConfig
+from rnnops.stages.compare import (
     FIGURES,
     bucket_metrics,
     length_edges,
@@ -19,7 +20,6 @@ from rnnops.compare import (
     run_compare,
     summary_table,
 )
-from rnnops.config import ModelConfig
 
 
 def test_summary_table_best_on_validation_first():

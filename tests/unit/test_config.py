@@ -2,7 +2,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from rnnops.config import ConfigError, apply_overrides, load_params, parse_params
+from rnnops.core.config import ConfigError, apply_overrides, load_params, parse_params
 from tests_support import PROJECT_ROOT
 
 
@@ -169,7 +169,7 @@ def test_word2vec_model_without_the_pretrained_vectors_is_refused_before_any_run
 
 
 def test_a_check_across_models_names_the_keys_without_echoing_the_section():
-    from rnnops.config import ConfigError, parse_params
+    from rnnops.core.config import ConfigError, parse_params
 
     raw = {
         "pretrain": {"dim": 64},

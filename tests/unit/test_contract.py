@@ -1,14 +1,14 @@
 """The flows and the stages share one contract: every RNNOPS_* variable is named in
-rnnops.contract and nowhere else as a string, and every name there has a reader."""
+rnnops.core.contract and nowhere else as a string, and every name there has a reader."""
 
 import re
 from pathlib import Path
 
-from rnnops import contract
+from rnnops.core import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [*(ROOT / "src" / "rnnops").rglob("*.py"), *(ROOT / "flows").glob("*.py")]
-CONTRACT = ROOT / "src" / "rnnops" / "contract.py"
+CONTRACT = ROOT / "src" / "rnnops" / "core" / "contract.py"
 
 
 def test_environment_variables_are_spelled_only_in_the_contract():

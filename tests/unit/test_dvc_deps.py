@@ -1,7 +1,7 @@
 """dvc.yaml lists, for every stage, each module of the package its command runs.
 
 A change to code a stage runs must rerun that stage (`dvc repro`); the code a stage runs is
-`rnnops.cli` plus the import closure of its stage module. MLflow tracking is left out on
+`rnnops.apps.cli` plus the import closure of its stage module. MLflow tracking is left out on
 purpose (where runs are logged does not change what a stage computes), except for promote,
 whose decisions are registry operations.
 """
@@ -14,24 +14,25 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "rnnops"
 # Modules that only talk to the tracking store or name its tags.
-TRACKING_ONLY = {"tracking", "store_check", "contract"}
+TRACKING_ONLY = {"systems.tracking", "systems.store_check", "core.contract"}
 STAGE_MODULES = {
-    "check_params": {"config"},
-    "ingest": {"ingest"},
-    "preprocess": {"preprocess"},
-    "pretrain": {"pretrain"},
-    "train": {"train"},
-    "evaluate": {"evaluate"},
-    "ensemble": {"ensemble"},
-    "evaluate_ensemble": {"evaluate"},
-    "promote": {"promote", "tracking"},
-    "compare": {"compare", "ablation", "baseline"},
+    "check_params": {"core.config"},
+    "ingest": {"stages.ingest"},
+    "preprocess": {"stages.preprocess"},
+    "pretrain": {"stages.pretrain"},
+    "train": {"stages.train"},
+    "evaluate": {"stages.evaluate"},
+    "ensemble": {"stages.ensemble"},
+    "evaluate_ensemble": {"stages.evaluate"},
+    "promote": {"stages.promote", "systems.tracking"},
+    "compare": {"stages.compare", "core.ablation", "stages.baseline"},
 }
 
 
 def source_of(module: str) -> Path:
-    """A module's file, or its folder for a subpackage (a dvc.yaml dep can be a folder)."""
-    return PACKAGE / module if (PACKAGE / module).is_dir() else PACKAGE / f"{module}.py"
+    """``layer.module``'s file, or its folder for a subpackage (a dvc.yaml dep can be a folder)."""
+    path = PACKAGE.joinpath(*module.split("."))
+    return path if path.is_dir() else path.with_suffix(".py")
 
 
 def imported_modules(module: str) -> set[str]:
@@ -41,11 +42,15 @@ def imported_modules(module: str) -> set[str]:
     for node in (n for f in files for n in ast.walk(ast.parse(f.read_text()))):
         if isinstance(node, ast.ImportFrom) and node.module:
             parts = node.module.split(".")
-            if parts[0] == "rnnops":
-                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            if parts[0] == "rnnops" and len(parts) > 2:
+                found.add(".".join(parts[1:3]))
+            elif parts[0] == "rnnops" and len(parts) == 2:
+                found |= {f"{parts[1]}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("rnnops.")}
-    return {m for m in found if source_of(m).exists()}
+            found |= {
+                ".".join(a.name.split(".")[1:3]) for a in node.names if a.name.startswith("rnnops.")
+            }
+    return {m for m in found if m.count(".") == 1 and source_of(m).exists()}
 
 
 def closure(modules: set[str]) -> set[str]:
@@ -64,7 +69,7 @@ def test_every_stage_depends_on_the_code_it_runs():
     for name, stage in stages.items():
         deps = set((stage.get("do") or stage).get("deps", []))
         needed = {source_of(m).relative_to(ROOT).as_posix() for m in closure(STAGE_MODULES[name])}
-        needed.add("src/rnnops/cli.py")
+        needed.add("src/rnnops/apps/cli.py")
         if needed - deps:
             missing[name] = sorted(needed - deps)
     assert not missing, f"dvc.yaml deps miss code their stage runs: {missing}"

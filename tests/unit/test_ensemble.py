@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from rnnops.config import ModelConfig
-from rnnops.ensemble import EnsembleError, combine, run_ensemble
-from rnnops.models import build_model, load_model
+from rnnops.core.config import ModelConfig
+from rnnops.core.models import build_model, load_model
+from rnnops.stages.ensemble import EnsembleError, combine, run_ensemble
 
 
 def member(kind: str, n_labels: int = 4, max_len: int = 10, task: str = "multilabel", seed=0):

@@ -2,17 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnops.config import EvaluateConfig
-from rnnops.decision import ABSTAIN, Decision, decide
-from rnnops.evaluate import (
-    EvaluationError,
-    comparison_table,
-    compute_metrics,
-    evaluate_scores,
-    predictions_frame,
-    tune_threshold,
-)
-from rnnops.text import (
+from rnnops.core.config import EvaluateConfig
+from rnnops.core.decision import ABSTAIN, Decision, decide
+from rnnops.core.text import (
     OOV,
     PAD,
     coverage,
@@ -21,6 +13,14 @@ from rnnops.text import (
     is_evidence,
     tokenize,
     vocab_index,
+)
+from rnnops.stages.evaluate import (
+    EvaluationError,
+    comparison_table,
+    compute_metrics,
+    evaluate_scores,
+    predictions_frame,
+    tune_threshold,
 )
 
 

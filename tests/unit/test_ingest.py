@@ -4,20 +4,12 @@ import nltk
 import pandas as pd
 import pytest
 
-from rnnops.config import IngestConfig, TableSource
-from rnnops.ingest import (
-    CorpusNotFoundError,
-    CorpusValidationError,
-    csv_records,
-    decode_document,
-    decode_table,
-    parse_cats,
-    read_nltk_reuters,
-    read_table,
-    run_ingest,
-    split_title,
-    validate_corpus,
-)
+from rnnops.core.config import IngestConfig, TableSource
+from rnnops.core.csv_records import csv_records
+from rnnops.stages.corpus import CorpusNotFoundError, CorpusValidationError
+from rnnops.stages.ingest import run_ingest, validate_corpus
+from rnnops.stages.ingest_reuters import decode_document, parse_cats, read_nltk_reuters, split_title
+from rnnops.stages.ingest_table import decode_table, read_table
 
 
 def write_csv(path, rows):

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from rnnops.locks import LockTimeout, acquire, hold, holder_file, release
+from rnnops.systems.locks import LockTimeout, acquire, hold, holder_file, release
 
 HOLDER = (
     "import sys, time\n"
-    "from rnnops.locks import hold\n"
+    "from rnnops.systems.locks import hold\n"
     "with hold(sys.argv[1], 5):\n"
     "    print('held', flush=True)\n"
     "    time.sleep(float(sys.argv[2]))\n"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from rnnops.config import ModelConfig
-from rnnops.models import build_model, compile_model
+from rnnops.core.config import ModelConfig
+from rnnops.core.models import build_model, compile_model
 
 
 @pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
@@ -192,7 +192,7 @@ def test_state_pooling_ignores_padding(pooling):
 
 
 def test_prior_bias_starts_scores_at_the_label_frequencies():
-    from rnnops.models import prior_bias
+    from rnnops.core.models import prior_bias
 
     y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
     cfg = ModelConfig(kind="lstm", units=4, embedding_dim=3)
@@ -210,7 +210,7 @@ def test_prior_bias_starts_scores_at_the_label_frequencies():
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    from rnnops.models import learning_rate
+    from rnnops.core.models import learning_rate
 
     cfg = ModelConfig(
         kind="lstm", learning_rate=0.01, learning_rate_schedule="cosine", warmup_epochs=1, epochs=4
@@ -246,3 +246,20 @@ def test_skip_dropout_drops_the_whole_skip_of_a_document():
         skip(x, training=False).numpy()[0], skip(x, training=False).numpy()[1]
     )
     assert not (skip(x, training=False).numpy() == 0).all(axis=1).any()
+
+
+def test_fixed_embeddings_keep_their_starting_vectors():
+    cfg = ModelConfig(
+        kind="lstm", units=4, embedding_dim=6, pooling="max", embedding_trainable=False
+    )
+    start = np.random.default_rng(0).normal(size=(20, 6)).astype("float32")
+    model = compile_model(
+        build_model(cfg, 20, 3, 5, "multilabel", embeddings=start), cfg, "multilabel"
+    )
+    x = np.random.default_rng(1).integers(2, 20, size=(16, 5))
+    y = np.random.default_rng(2).integers(0, 2, size=(16, 3)).astype("float32")
+    before = model.get_layer("lstm_1").get_weights()[0].copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], start)
+    # The rest of the network still learns.
+    assert not np.array_equal(model.get_layer("lstm_1").get_weights()[0], before)

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from rnnops.pipeline import InvalidInputError, RepositoryBusyError, StageError, _raise_for
+from rnnops.systems.dvc_driver import InvalidInputError, RepositoryBusyError, StageError, _raise_for
 
 
 def done(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def test_terminated_stage_is_not_retried():
 
 HOLD = (
     "import sys, time\n"
-    "from rnnops.pipeline import workspace_lock\n"
+    "from rnnops.systems.dvc_driver import workspace_lock\n"
     "with workspace_lock(sys.argv[1]):\n"
     "    print('held', flush=True)\n"
     "    time.sleep(120)\n"

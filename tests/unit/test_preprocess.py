@@ -2,8 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnops.config import PreprocessConfig
-from rnnops.preprocess import LabelSelectionError, encode_labels, preprocess_frame, select_labels
+from rnnops.core.config import PreprocessConfig
+from rnnops.stages.preprocess import (
+    LabelSelectionError,
+    encode_labels,
+    preprocess_frame,
+    select_labels,
+)
 
 
 def corpus() -> pd.DataFrame:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rnnops.config import ModelConfig, PretrainConfig, parse_params
-from rnnops.models import build_model
-from rnnops.pretrain import PretrainedEmbeddingsError, load_embeddings, train_word2vec
+from rnnops.core.config import ModelConfig, PretrainConfig, parse_params
+from rnnops.core.models import build_model
+from rnnops.stages.pretrain import PretrainedEmbeddingsError, load_embeddings, train_word2vec
 
 CFG = PretrainConfig(dim=8, window=3, epochs=30, seed=1)
 
@@ -54,7 +54,7 @@ def test_embeddings_start_the_model_and_must_fit_it(tmp_path):
 
 
 def test_word2vec_models_need_the_pretrained_dimension():
-    from rnnops.config import ConfigError
+    from rnnops.core.config import ConfigError
 
     raw = {
         "pretrain": {"dim": 64},
@@ -69,7 +69,7 @@ def test_word2vec_models_need_the_pretrained_dimension():
 def test_saved_models_do_not_carry_their_starting_values_in_the_config(tmp_path):
     import zipfile
 
-    from rnnops.models import prior_bias
+    from rnnops.core.models import prior_bias
 
     vectors = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
     cfg = ModelConfig(kind="lstm", units=4, embedding_dim=16, embedding_init="word2vec")

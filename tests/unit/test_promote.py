@@ -6,18 +6,18 @@ import json
 import numpy as np
 import pytest
 
-from rnnops.config import EvaluateConfig, ModelConfig, PromotionConfig
-from rnnops.evaluate import run_evaluate
-from rnnops.io import write_json
-from rnnops.preprocess import Dataset, load_dataset, save_dataset
-from rnnops.promote import (
+from rnnops.core.config import EvaluateConfig, ModelConfig, PromotionConfig
+from rnnops.core.io import write_json
+from rnnops.stages.evaluate import run_evaluate
+from rnnops.stages.preprocess import Dataset, load_dataset, save_dataset
+from rnnops.stages.promote import (
     Candidate,
     PromotionError,
     best_candidate,
     gather_candidates,
     record_candidate,
 )
-from rnnops.train import run_train
+from rnnops.stages.train import run_train
 
 LABELS = ["a", "b", "c", "d"]
 

@@ -6,8 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from rnnops.config import ConfigError, ServingConfig, serving_config
-from rnnops.serving import (
+from rnnops.apps.serving import (
     ModelHolder,
     ModelLoadError,
     NonFiniteScoresError,
@@ -24,6 +23,7 @@ from rnnops.serving import (
     predictions_to_json,
     strict_json,
 )
+from rnnops.core.config import ConfigError, ServingConfig, serving_config
 
 SECRET = "s3cr3t-payload-do-not-echo"
 
@@ -336,7 +336,7 @@ def test_http_layer_errors_become_strict_json_4xx():
 def test_keras_safe_mode_refuses_truncated_and_lambda_models(tmp_path):
     import keras
 
-    from rnnops.models import load_model
+    from rnnops.core.models import load_model
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))
@@ -502,9 +502,9 @@ class PriorNet:
 
 @pytest.mark.parametrize("at_least_one", [True, False])
 def test_predictor_reports_coverage_and_abstains_without_evidence(at_least_one):
-    from rnnops.decision import Decision
-    from rnnops.predictor import NO_EVIDENCE_NOTE, TopicPredictor
-    from rnnops.text import OOV, PAD, TextSettings
+    from rnnops.core.decision import Decision
+    from rnnops.core.predictor import NO_EVIDENCE_NOTE, TopicPredictor
+    from rnnops.core.text import OOV, PAD, TextSettings
 
     predictor = TopicPredictor(
         model=PriorNet(),
@@ -526,9 +526,9 @@ def test_predictor_reports_coverage_and_abstains_without_evidence(at_least_one):
 
 
 def test_singlelabel_predictor_abstains_too():
-    from rnnops.decision import Decision
-    from rnnops.predictor import TopicPredictor
-    from rnnops.text import OOV, PAD, TextSettings
+    from rnnops.core.decision import Decision
+    from rnnops.core.predictor import TopicPredictor
+    from rnnops.core.text import OOV, PAD, TextSettings
 
     predictor = TopicPredictor(
         model=PriorNet(),

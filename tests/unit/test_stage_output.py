@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from rnnops.pipeline import run_streaming
-from rnnops.stage_output import classify
-from rnnops.train import epoch_progress
+from rnnops.core.stage_output import classify
+from rnnops.stages.train import epoch_progress
+from rnnops.systems.dvc_driver import run_streaming
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_tool_noise_is_dropped(line):
 @pytest.mark.parametrize(
     ("line", "level"),
     [
-        ("12:01:02 INFO rnnops.train: epoch 3/20 4.1s", logging.INFO),
+        ("12:01:02 INFO rnnops.stages.train: epoch 3/20 4.1s", logging.INFO),
         ("12:01:02 WARNING rnnops: MLflow run x not found", logging.WARNING),
         ("12:01:02 ERROR rnnops: boom", logging.ERROR),
         ("ERROR: failed to reproduce 'train@lstm'", logging.ERROR),

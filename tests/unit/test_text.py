@@ -1,6 +1,6 @@
 import numpy as np
 
-from rnnops.text import (
+from rnnops.core.text import (
     OOV_ID,
     PAD_ID,
     TextSettings,

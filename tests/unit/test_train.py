@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rnnops.config import ModelConfig
-from rnnops.preprocess import Dataset
-from rnnops.train import NonFiniteLossError, class_weight_vector, train_model
+from rnnops.core.config import ModelConfig
+from rnnops.stages.preprocess import Dataset
+from rnnops.stages.train import NonFiniteLossError, class_weight_vector, train_model
 
 
 def toy(n=64, max_len=6, vocab=12, n_labels=3, seed=0):
@@ -72,13 +72,13 @@ def test_class_weights_favour_rare_classes():
     ],
 )
 def test_early_stopping_watches_the_configured_column(monitor, task, expected):
-    from rnnops.train import monitored
+    from rnnops.stages.train import monitored
 
     assert monitored(CFG.model_copy(update={"early_stopping_monitor": monitor}), task) == expected
 
 
 def test_val_score_monitor_keeps_the_best_scoring_epoch():
-    from rnnops.train import summarize
+    from rnnops.stages.train import summarize
 
     data = toy()
     cfg = CFG.model_copy(
@@ -95,7 +95,7 @@ def test_val_score_monitor_keeps_the_best_scoring_epoch():
 
 
 def test_refit_learns_from_the_validation_documents():
-    from rnnops.train import refit_model, summarize
+    from rnnops.stages.train import refit_model, summarize
 
     # Topic 2 appears only among the validation documents: the early-stopped model
     # cannot know it; refitting on train + validation teaches it.
@@ -140,7 +140,7 @@ def test_refit_learns_from_the_validation_documents():
 
 
 def test_no_refit_leaves_the_weights_as_early_stopping_chose_them():
-    from rnnops.train import refit_model
+    from rnnops.stages.train import refit_model
 
     data = toy()
     model, _, _ = train_model(CFG, data, data, "singlelabel", 12, 3)
@@ -151,8 +151,8 @@ def test_no_refit_leaves_the_weights_as_early_stopping_chose_them():
 
 def _write_split_data(tmp_path, train, val):
     """A processed-data directory the train and evaluate stages can read."""
-    from rnnops.io import write_json
-    from rnnops.preprocess import save_dataset
+    from rnnops.core.io import write_json
+    from rnnops.stages.preprocess import save_dataset
 
     data = tmp_path / "data"
     data.mkdir()
@@ -167,11 +167,11 @@ def _write_split_data(tmp_path, train, val):
 def test_selection_scores_are_taken_before_the_refit_sees_validation(tmp_path):
     """The refit trains on validation: the threshold and the model's selection score come
     from the validation scores of the early-stopped model, which never saw them."""
-    from rnnops.config import EvaluateConfig
-    from rnnops.evaluate import run_evaluate
-    from rnnops.models import load_model
-    from rnnops.stage_files import VAL_SCORES
-    from rnnops.train import run_train
+    from rnnops.core.config import EvaluateConfig
+    from rnnops.core.models import load_model
+    from rnnops.core.stage_files import VAL_SCORES
+    from rnnops.stages.evaluate import run_evaluate
+    from rnnops.stages.train import run_train
 
     data = toy()
     train = Dataset(
@@ -210,7 +210,7 @@ def test_score_patience_starts_at_the_first_non_zero_score():
     """Scores of 0 (nothing above the threshold yet) do not use up the patience."""
     import keras
 
-    from rnnops.train import score_early_stopping
+    from rnnops.stages.train import score_early_stopping
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     stopping = score_early_stopping()(monitor="val_micro_f1", mode="max", patience=2)

@@ -1,0 +1,1 @@
+"""What users run: the ``rnnops`` command, the HTTP server, batch scoring, reproduction."""

@@ -1,0 +1,264 @@
+"""Online serving: the registered champion behind a small FastAPI app.
+
+The parts, each testable alone:
+
+- request validation (:mod:`rnnops.apps.serving_requests`, and MLflow's scoring protocol in
+  :mod:`rnnops.apps.scoring_protocol`): pure functions that turn a request into a list of
+  documents or a :class:`RequestError` with a 4xx status and a message that never
+  echoes the input;
+- :class:`ModelHolder` (:mod:`rnnops.apps.serving_models`): loads ``models:/NAME@ALIAS``
+  pinned to the version the alias points at, and swaps a new model in only after it
+  loaded (Keras safe mode) and answered a test prediction;
+- :class:`rnnops.core.batcher.MicroBatcher`: concurrent requests share one model call;
+- :func:`create_app` (here): ``POST /predict``, ``GET /health``, ``POST /reload``, and
+  MLflow's ``POST /invocations``, ``GET /ping``, ``GET /version``. Every body, errors
+  included, is strict JSON (no NaN), and so are the answers to requests the HTTP parser
+  refuses before the app runs (:mod:`rnnops.apps.serving_http`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from rnnops.apps.scoring_protocol import parse_invocation
+from rnnops.apps.serving_http import (  # noqa: F401 (the serving API, importable from here)
+    MAX_LOG_CHARS,
+    BoundedLogFilter,
+    bound_log_lines,
+    http_error_body,
+    json_errors_h11_protocol,
+)
+from rnnops.apps.serving_models import (  # noqa: F401
+    SMOKE_TEXTS,
+    ModelHolder,
+    ModelLoadError,
+    NonFiniteScoresError,
+    NotATopicModelError,
+    OnlineKerasModel,
+    ServedModel,
+    _clip,
+    describe_load_failure,
+    describe_resolve_failure,
+    load_pyfunc,
+    predictions_to_json,
+    unreachable_failure,
+)
+from rnnops.apps.serving_requests import (  # noqa: F401
+    EXAMPLE,
+    RequestError,
+    check_content_encoding,
+    check_content_type,
+    check_declared_length,
+    parse_documents,
+    strict_json,
+)
+from rnnops.core.batcher import MicroBatcher
+from rnnops.core.config import ServingConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = ServingConfig()
+
+
+def _versions() -> dict[str, str]:
+    import mlflow
+
+    import rnnops
+
+    return {"mlflow": mlflow.__version__, "rnnops": rnnops.__version__}
+
+
+def create_app(
+    holder: ModelHolder,
+    max_body_bytes: int,
+    max_documents: int,
+    *,
+    batch_max_documents: int = DEFAULTS.batch_max_documents,
+    batch_max_wait_ms: float = DEFAULTS.batch_max_wait_ms,
+):
+    """The FastAPI app around ``holder``; its limits come from :class:`ServingConfig`."""
+
+    class StrictJSONResponse(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return strict_json(content)
+
+    def error(status: int, message: str, **extra: Any) -> StrictJSONResponse:
+        return StrictJSONResponse({"error": message, "status": status, **extra}, status)
+
+    # Requests for the same model version share model calls; a reload starts new batches.
+    batcher: MicroBatcher[str, dict] = MicroBatcher(
+        lambda served, texts: served.predict(texts),
+        max_batch=batch_max_documents,
+        max_wait_s=batch_max_wait_ms / 1000,
+    )
+
+    app = FastAPI(
+        title="rnnops topics",
+        description="Reuters topics of raw news text, from the registered champion.",
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=StrictJSONResponse,
+    )
+    app.state.batcher = batcher
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        response = error(exc.status_code, _clip(exc.detail, 200))
+        for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect):
+        # Nobody reads this answer; it only keeps a dropped upload out of the error log.
+        return error(400, "the client closed the connection before the body was complete")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return error(400, "invalid request")  # FastAPI's own detail would echo the input
+
+    @app.exception_handler(NonFiniteScoresError)
+    async def _non_finite(request: Request, exc: NonFiniteScoresError):
+        return error(500, f"{exc}; nothing was returned")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    async def read_body(request: Request) -> bytes:
+        check_content_type(request.headers.get("content-type"))
+        check_content_encoding(request.headers.get("content-encoding"))
+        check_declared_length(request.headers.get("content-length"), max_body_bytes)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise RequestError(
+                    413, f"the request body is over the limit of {max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def score(texts: list[str]) -> tuple[ServedModel, list[dict[str, Any]]]:
+        served = holder.current
+        if served is None:
+            raise RequestError(503, holder.last_error or "no model is loaded")
+        try:
+            return served, await batcher.submit(texts, key=served)
+        except NonFiniteScoresError as exc:
+            log.error("version %s: %s", served.version, exc)
+            raise NonFiniteScoresError(f"model version {served.version}: {exc}") from None
+
+    @app.get("/health")
+    async def health():
+        served = holder.current
+        if served is None:
+            return error(503, holder.last_error or "no model is loaded", model=None)
+        return {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        texts = parse_documents(await read_body(request), max_documents)
+        served, predictions = await score(texts)
+        return {"model": served.info(), "predictions": predictions}
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        """MLflow's scoring protocol; the same predictions as ``/predict``."""
+        texts = parse_invocation(await read_body(request), max_documents)
+        _, predictions = await score(texts)
+        return {"predictions": predictions}
+
+    @app.get("/ping")
+    async def ping():
+        if holder.current is None:
+            return error(503, holder.last_error or "no model is loaded")
+        return {"status": "ok"}
+
+    @app.get("/version")
+    async def version():
+        served = holder.current
+        return {**_versions(), "model": served.info() if served else None}
+
+    @app.post("/reload")
+    async def reload():
+        try:
+            served, changed = await run_in_threadpool(holder.reload)
+        except ModelLoadError as exc:
+            log.error("reload failed: %s", exc)
+            current = holder.current
+            return error(
+                exc.status, str(exc), cause=exc.cause, serving=current.info() if current else None
+            )
+        return {"status": "reloaded" if changed else "unchanged", "model": served.info()}
+
+    return app
+
+
+def serve(cfg: ServingConfig, access_log: bool = False) -> None:
+    """Load the model (fail fast when it cannot be), then answer on ``cfg.host:cfg.port``."""
+    bound_log_lines()
+
+    holder = ModelHolder(cfg.registered_model, cfg.alias)
+    served, _ = holder.reload()
+    log.info(
+        "serving %s (version %s) on http://%s:%d",
+        holder.model_uri,
+        served.version,
+        cfg.host,
+        cfg.port,
+    )
+    app = create_app(
+        holder,
+        cfg.max_body_bytes,
+        cfg.max_documents,
+        batch_max_documents=cfg.batch_max_documents,
+        batch_max_wait_ms=cfg.batch_max_wait_ms,
+    )
+    run_app(app, cfg.host, cfg.port, access_log, shutdown_timeout_s=cfg.shutdown_timeout_s)
+
+
+def run_app(
+    app: Any,
+    host: str,
+    port: int,
+    access_log: bool = False,
+    shutdown_timeout_s: int = DEFAULTS.shutdown_timeout_s,
+) -> None:
+    """Answer on ``host:port`` with uvicorn, HTTP-layer errors as strict JSON too.
+
+    On SIGTERM or SIGINT uvicorn stops accepting connections, answers the requests it
+    has already read (their model calls included) and closes idle keep-alive
+    connections; after ``shutdown_timeout_s`` whatever is still running is cancelled.
+    """
+    import uvicorn
+
+    @app.on_event("startup")
+    async def _bound_uvicorn_logs() -> None:  # uvicorn configures its handlers at start
+        bound_log_lines()
+
+    # One process: the model is loaded once; concurrent requests share its calls.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        http=json_errors_h11_protocol(),
+        ws="none",  # no WebSocket routes: an Upgrade request is answered as plain HTTP
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=shutdown_timeout_s,
+    )

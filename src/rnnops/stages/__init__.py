@@ -1,0 +1,3 @@
+"""The pipeline's stages, one module each: read inputs, write outputs atomically.
+
+Built on the core; they reach external systems only through ``rnnops.systems``."""

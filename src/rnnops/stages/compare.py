@@ -1,0 +1,532 @@
+"""compare: one report that answers "SimpleRNN or LSTM?" for the models of this execution.
+
+Reads what the pipeline already wrote (metrics, learning curves, per-class
+reports, test predictions, processed data) and writes ``comparison.md`` and a
+self-contained ``comparison.html`` (figures embedded as base64 PNG), plus the
+figures as PNG files for ``dvc plots``. The pure cores take frames and return
+frames; :func:`run_compare` does the file work.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnops.core.io import atomic_path, read_json
+from rnnops.stages.preprocess import load_dataset
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = (
+    "model",
+    "kind",
+    "trainable_params",
+    "train_seconds",
+    "epochs",
+    "val_micro_f1",
+    "val_macro_f1",
+    "accuracy",
+    "micro_f1",
+    "macro_f1",
+)
+FIGURES = ("learning_curves.png", "per_class_f1.png", "length_buckets.png")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    summary: pd.DataFrame
+    per_class: pd.DataFrame
+    buckets: pd.DataFrame
+    baseline: dict | None
+    markdown: str
+    figures: dict[str, Path]
+    ablation: list[dict] = ()
+
+
+# --------------------------------------------------------------------------- pure cores
+
+
+def summary_table(metrics: dict[str, dict], kinds: dict[str, str]) -> pd.DataFrame:
+    """One row per model, best validation macro-F1 first (validation selects; test reports)."""
+    rows = []
+    for name, m in metrics.items():
+        validation = m.get("validation") or {}
+        row = {"model": name, "kind": kinds.get(name, "?")}
+        for column in SUMMARY_COLUMNS[2:]:
+            key = column.removeprefix("val_")
+            row[column] = validation.get(key) if column.startswith("val_") else m.get(column)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    # Counts stay integers where a model has none (an ensemble has no epochs), not 13.0.
+    for column in ("trainable_params", "epochs"):
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+    return frame.sort_values("val_macro_f1", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def bag_gaps_markdown(rows: list[dict]) -> list[str]:
+    """Each recurrent model beside the run's bag-of-embeddings models."""
+    if not rows:
+        return []
+    lines = [
+        "## Beside the bag of embeddings",
+        "",
+        "Each recurrent model against each model of this run with no recurrent layer "
+        "(`layers: 0`: the embeddings pooled straight into the classifier), test "
+        "micro-F1 / macro-F1: what the recurrent layers score beyond a bag of words.",
+        "",
+        "| model | micro / macro | bag of embeddings | its micro / macro | difference |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['micro_f1']:.4f} / {r['macro_f1']:.4f} | {r['bag']} "
+            f"| {r['bag_micro_f1']:.4f} / {r['bag_macro_f1']:.4f} "
+            f"| {r['gain_micro_f1']:+.4f} / {r['gain_macro_f1']:+.4f} |"
+        )
+    return [*lines, ""]
+
+
+def ablation_markdown(rows: list[dict]) -> list[str]:
+    """The ablation section: each model with a skip beside its skip-only and no-skip twins."""
+    if not rows:
+        return []
+
+    def cell(value, signed=False):
+        if value is None:
+            return "–"
+        return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+    lines = [
+        "## Ablation: what the recurrent layer and the skip add",
+        "",
+        "Each model with an embedding skip beside its skip-only twin (the same network "
+        "without its recurrent layers: embeddings, skip pooling, classifier) and its no-skip "
+        "twin (without the skip), trained in this run on the same data (test micro-F1 / "
+        "macro-F1; – where this run has no such model).",
+        "",
+        "| model | micro / macro | skip-only twin | its micro / macro | recurrent layer adds "
+        "| no-skip twin | its micro / macro | skip adds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {cell(r['micro_f1'])} / {cell(r['macro_f1'])} "
+            f"| {r['skip_only_twin'] or '–'} "
+            f"| {cell(r['skip_only_micro_f1'])} / {cell(r['skip_only_macro_f1'])} "
+            f"| {cell(r['gain_over_skip_only_micro_f1'], True)} / "
+            f"{cell(r['gain_over_skip_only_macro_f1'], True)} "
+            f"| {r['no_skip_twin'] or '–'} "
+            f"| {cell(r['no_skip_micro_f1'])} / {cell(r['no_skip_macro_f1'])} "
+            f"| {cell(r['gain_over_no_skip_micro_f1'], True)} / "
+            f"{cell(r['gain_over_no_skip_macro_f1'], True)} |"
+        )
+    return [*lines, ""]
+
+
+def per_class_side_by_side(per_class: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-topic F1 of every model in columns, topics by test support (largest first)."""
+    merged = None
+    for name, frame in per_class.items():
+        part = frame[["label", "support", "f1"]].rename(columns={"f1": name})
+        merged = (
+            part
+            if merged is None
+            else merged.merge(part.drop(columns="support"), on="label", how="outer")
+        )
+    if merged is None:
+        return pd.DataFrame(columns=["label", "support"])
+    return merged.sort_values(["support", "label"], ascending=[False, True]).reset_index(drop=True)
+
+
+def length_edges(lengths: np.ndarray, buckets: int = 4) -> np.ndarray:
+    """Bucket edges at the quantiles of the test lengths (duplicates merged)."""
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, buckets + 1)).round().astype(int))
+    if len(edges) < 2:
+        edges = np.array([int(lengths.min()), int(lengths.max()) + 1])
+    return edges
+
+
+def _topic_sets(column: pd.Series) -> list[set[str]]:
+    return [set(str(v).split(";")) - {""} if isinstance(v, str) else set() for v in column]
+
+
+def bucket_metrics(
+    predictions: pd.DataFrame, lengths: pd.Series, edges: np.ndarray
+) -> pd.DataFrame:
+    """Accuracy (exact topic set) and micro-F1 per document-length bucket.
+
+    ``predictions`` holds ``doc_id``, ``actual`` and ``predicted`` (topics joined
+    by ``;``); ``lengths`` maps doc_id to the token count before truncation.
+    """
+    frame = predictions.assign(length=predictions["doc_id"].astype(str).map(lengths))
+    frame = frame.dropna(subset=["length"])
+    bins = pd.cut(frame["length"], bins=edges, include_lowest=True, right=True)
+    rows = []
+    for interval, part in frame.groupby(bins, observed=True):
+        actual, predicted = _topic_sets(part["actual"]), _topic_sets(part["predicted"])
+        tp = sum(len(a & p) for a, p in zip(actual, predicted, strict=True))
+        fp = sum(len(p - a) for a, p in zip(actual, predicted, strict=True))
+        fn = sum(len(a - p) for a, p in zip(actual, predicted, strict=True))
+        rows.append(
+            {
+                "bucket": f"{_lower(interval.left)}–{int(interval.right)} tokens",
+                "documents": len(part),
+                "accuracy": float(
+                    np.mean([a == p for a, p in zip(actual, predicted, strict=True)])
+                ),
+                "micro_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+            }
+        )
+    return pd.DataFrame(rows, columns=["bucket", "documents", "accuracy", "micro_f1"])
+
+
+def _lower(left: float) -> int:
+    # Buckets are (left, right]; the first one's left edge was lowered by pandas to include it.
+    return int(left) + 1 if float(left).is_integer() else int(np.ceil(left))
+
+
+def buckets_side_by_side(per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long format: one row per (model, bucket)."""
+    frames = [frame.assign(model=name) for name, frame in per_model.items()]
+    if not frames:
+        return pd.DataFrame(columns=["model", "bucket", "documents", "accuracy", "micro_f1"])
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "bucket", "documents", "accuracy", "micro_f1"]]
+
+
+def _fmt(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> list[str]:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return lines
+
+
+def promotion_line(promotion: dict) -> str:
+    """Which version is the champion after this run, in the promote stage's words."""
+    name = promotion.get("registered_model", "?")
+    candidate = f"`{promotion.get('candidate')}` (v{promotion.get('candidate_version')})"
+    if promotion.get("decision") == "champion":
+        champion = f"**{name} v{promotion.get('candidate_version')}**, {candidate}"
+    elif promotion.get("champion_version"):
+        champion = f"**{name} v{promotion['champion_version']}** (kept)"
+    else:
+        champion = "none"
+    return (
+        f"Champion (`models:/{name}@champion`): {champion}. Candidate {candidate}: "
+        f"{promotion.get('decision')}: {promotion.get('reason')}"
+    )
+
+
+def report_markdown(
+    summary: pd.DataFrame,
+    per_class: pd.DataFrame,
+    buckets: pd.DataFrame,
+    baseline: dict | None,
+    figures: dict[str, str],
+    task: str,
+    ablation: list[dict] = (),
+    bag_gaps: list[dict] = (),
+    promotion: dict | None = None,
+) -> str:
+    """The report in markdown; ``figures`` maps a figure name to its link target.
+
+    ``promotion``: the promote stage's ``reports/promotion.json``, which names the champion.
+    """
+    lines = ["# Model comparison: SimpleRNN vs LSTM (and friends)", ""]
+    lines += [
+        f"Task: {task}. `val_*` columns: the validation split, which tuned each threshold "
+        "and ranks the models; the other metrics: the held-out test split, which only "
+        "reports.",
+        "",
+    ]
+    if len(summary) and pd.notna(summary.iloc[0]["val_macro_f1"]):
+        best = summary.iloc[0]
+        lines += [
+            f"Best by validation macro-F1: **{best['model']}** ({best['val_macro_f1']:.4f}; "
+            f"test {best['macro_f1']:.4f}).",
+            "",
+        ]
+    if promotion:
+        lines += [promotion_line(promotion), ""]
+    lines += ["## Models", "", *markdown_table(summary), ""]
+    lines += ablation_markdown(list(ablation))
+    lines += bag_gaps_markdown(list(bag_gaps))
+    if baseline:
+        lines += ["## Gap to the TF-IDF + linear SVM baseline", ""]
+        gap = summary[["model", "accuracy", "micro_f1", "macro_f1"]].copy()
+        for key in ("accuracy", "micro_f1", "macro_f1"):
+            gap[f"{key} − SVM"] = gap[key] - baseline[key]
+        gap = gap[["model", "accuracy − SVM", "micro_f1 − SVM", "macro_f1 − SVM"]]
+        lines += [
+            f"Baseline `tfidf_linear_svm`: accuracy {baseline['accuracy']:.4f}, micro-F1 "
+            f"{baseline['micro_f1']:.4f}, macro-F1 {baseline['macro_f1']:.4f} "
+            f"(fit in {baseline['train_seconds']:.1f}s).",
+            "",
+            *markdown_table(gap),
+            "",
+        ]
+    lines += ["## Learning curves", "", f"![learning curves]({figures['learning_curves.png']})", ""]
+    lines += ["## Per-class F1", "", f"![per-class F1]({figures['per_class_f1.png']})", ""]
+    lines += [*markdown_table(per_class), ""]
+    lines += [
+        "## By document length",
+        "",
+        "Test documents in length buckets (quartiles of the token count before truncation): "
+        "where do long documents hurt SimpleRNN?",
+        "",
+        f"![metrics by length]({figures['length_buckets.png']})",
+        "",
+    ]
+    if len(buckets):
+        wide = buckets.pivot(index="bucket", columns="model", values="micro_f1")
+        order = list(dict.fromkeys(buckets["bucket"]))
+        docs = buckets.drop_duplicates("bucket").set_index("bucket")["documents"]
+        wide = wide.loc[order, list(dict.fromkeys(buckets["model"]))].reset_index()
+        wide.insert(1, "documents", [int(docs[b]) for b in order])
+        lines += ["micro-F1 by bucket:", "", *markdown_table(wide), ""]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_to_html(markdown: str, images: dict[str, bytes], figures: dict[str, str]) -> str:
+    """A small renderer for the report's own markdown (headings, tables, images, text)."""
+    body: list[str] = []
+    table: list[list[str]] = []
+
+    def inline(text: str) -> str:
+        import re
+
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+    def flush_table() -> None:
+        if not table:
+            return
+        head, *rows = table
+        body.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head))
+        body.append("</tr></thead><tbody>")
+        for row in rows:
+            body.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>")
+        body.append("</tbody></table>")
+        table.clear()
+
+    targets = {v: k for k, v in figures.items()}
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-"} for c in cells):
+                table.append(cells)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, target = line[2:].split("](", 1)
+            data = base64.b64encode(images[targets[target.rstrip(")")]]).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush_table()
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Model comparison</title><style>{style}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# The validation score early stopping watches by default (rnnops.stages.train.monitored).
+SCORE_COLUMNS = ("val_micro_f1", "val_accuracy")
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
+    plt = _pyplot()
+    score = next((c for c in SCORE_COLUMNS if any(c in h for h in histories.values())), None)
+    panels = [("loss", "training loss", "loss"), ("val_loss", "validation loss", "loss")]
+    if score:
+        panels.append((score, f"validation {score.removeprefix('val_')}", score[4:]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4))
+    for name, history in histories.items():
+        for ax, (metric, _, _) in zip(axes, panels, strict=True):
+            if metric in history:
+                ax.plot(history["epoch"], history[metric], marker="o", label=name)
+    for ax, (_, title, ylabel) in zip(axes, panels, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_per_class(per_class: pd.DataFrame, models: list[str], path: Path, top: int = 30) -> None:
+    """A topics × models heat map of test F1: legible at its shown size for any model count."""
+    plt = _pyplot()
+    data = per_class.head(top)
+    values = data[models].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.8 + 1.0 * len(models), 1.2 + 0.26 * len(data)))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(len(data)), data["label"], fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if value > 0.6 else "white",
+            )
+    ax.set_title(f"test F1, {len(data)} most frequent topics", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_buckets(buckets: pd.DataFrame, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    order = list(dict.fromkeys(buckets["bucket"]))
+    for name, part in buckets.groupby("model", sort=False):
+        part = part.set_index("bucket").reindex(order)
+        ax.plot(range(len(order)), part["micro_f1"], marker="o", label=name)
+    ax.set_xticks(range(len(order)), order, rotation=15)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("micro-F1 (test)")
+    ax.set_title("test micro-F1 by document length")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def run_compare(
+    model_names: list[str],
+    kinds: dict[str, str],
+    metrics_dir: str | Path,
+    models_dir: str | Path,
+    eval_dir: str | Path,
+    data_dir: str | Path,
+    raw_path: str | Path | None,
+    report_md: str | Path,
+    report_html: str | Path,
+    plots_dir: str | Path,
+    baseline: bool = True,
+    twins: dict[str, dict[str, str | None]] | None = None,
+    model_configs: dict | None = None,
+    promotion_path: str | Path | None = None,
+) -> Comparison:
+    """Compare the evaluated models; write the report (md, html) and its figures.
+
+    ``twins`` (from :func:`rnnops.core.ablation.find_twins`) adds the ablation section;
+    ``model_configs`` (the trained models' configs) the recurrent models beside the
+    bags of embeddings.
+    """
+    from rnnops.core.ablation import ablation_rows, bag_of_embeddings_gaps
+
+    metrics_dir, models_dir, eval_dir = Path(metrics_dir), Path(models_dir), Path(eval_dir)
+    missing = [n for n in model_names if not (metrics_dir / f"{n}.json").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"no evaluation for {', '.join(missing)}: run evaluate first (dvc repro)"
+        )
+    metrics = {n: read_json(metrics_dir / f"{n}.json") for n in model_names}
+    task = next(iter(metrics.values()))["task"] if metrics else "?"
+    summary = summary_table(metrics, kinds)
+    ablation = ablation_rows(twins or {}, metrics)
+    bag_gaps = bag_of_embeddings_gaps(model_configs or {}, metrics)
+    histories = {
+        n: pd.read_csv(models_dir / n / "history.csv")
+        for n in model_names
+        if (models_dir / n / "history.csv").exists()
+    }
+    per_class = per_class_side_by_side(
+        {n: pd.read_csv(eval_dir / n / "per_class.csv") for n in model_names}
+    )
+    test = load_dataset(data_dir, "test")
+    lengths = pd.Series(test.lengths, index=test.doc_ids.astype(str))
+    edges = length_edges(test.lengths)
+    buckets = buckets_side_by_side(
+        {
+            n: bucket_metrics(pd.read_csv(eval_dir / n / "predictions.csv"), lengths, edges)
+            for n in model_names
+        }
+    )
+    svm = None
+    if baseline and raw_path is not None:
+        from rnnops.stages.baseline import tfidf_svm
+
+        svm = tfidf_svm(raw_path, data_dir)
+
+    plots_dir = Path(plots_dir)
+    with atomic_path(plots_dir) as tmp:
+        tmp.mkdir()
+        plot_learning_curves(histories, tmp / "learning_curves.png")
+        plot_per_class(per_class, list(model_names), tmp / "per_class_f1.png")
+        plot_buckets(buckets, tmp / "length_buckets.png")
+    figures = {name: plots_dir / name for name in FIGURES}
+    report_md, report_html = Path(report_md), Path(report_html)
+    rel = {name: _relative(path, report_md.parent) for name, path in figures.items()}
+    promotion = (
+        read_json(promotion_path)
+        if promotion_path is not None and Path(promotion_path).exists()
+        else None
+    )
+    markdown = report_markdown(
+        summary, per_class, buckets, svm, rel, task, ablation, bag_gaps, promotion
+    )
+    images = {name: path.read_bytes() for name, path in figures.items()}
+    with atomic_path(report_md) as tmp:
+        tmp.write_text(markdown)
+    with atomic_path(report_html) as tmp:
+        tmp.write_text(markdown_to_html(markdown, images, rel))
+    return Comparison(summary, per_class, buckets, svm, markdown, figures, ablation)
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
