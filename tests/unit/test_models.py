@@ -263,3 +263,23 @@ def test_fixed_embeddings_keep_their_starting_vectors():
     np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], start)
     # The rest of the network still learns.
     assert not np.array_equal(model.get_layer("lstm_1").get_weights()[0], before)
+
+
+def test_a_lead_reader_sees_only_the_first_tokens_and_survives_save(tmp_path):
+    from rnnops.core.models import load_model
+
+    cfg = ModelConfig(
+        kind="simple_rnn", layers=2, units=4, embedding_dim=3, read_backwards=True, lead_tokens=3
+    )
+    model = build_model(cfg, vocab_size=20, n_labels=2, max_len=6, task="multilabel")
+    lead = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 7, 0, 0, 0], [5, 6, 7, 11, 12, 13]])
+    scores = model.predict(lead, verbose=0)
+    # Whatever follows the first three tokens changes nothing.
+    np.testing.assert_allclose(scores[1:], np.repeat(scores[:1], 2, axis=0), rtol=1e-6)
+    other = model.predict(np.array([[9, 6, 7, 8, 9, 10]]), verbose=0)
+    assert not np.allclose(other, scores[:1])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(lead, verbose=0), scores)
+    # A lead as long as the sequence is no crop at all.
+    full = build_model(cfg.model_copy(update={"lead_tokens": 6}), 20, 2, 6, "multilabel")
+    assert "lead_tokens" not in [layer.name for layer in full.layers]

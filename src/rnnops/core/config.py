@@ -127,6 +127,10 @@ class ModelConfig(_Strict):
     # Read each document from its last token to its first, so the state that `last`
     # pooling keeps is the one that has just read the title and the lead.
     read_backwards: bool = False
+    # Read only each document's first lead_tokens tokens (the title and the lead; null:
+    # all max_len). A last state that must carry the whole story forgets its start, and
+    # the steps it skips cost nothing.
+    lead_tokens: PositiveInt | None = None
     units: PositiveInt = 64
     embedding_dim: PositiveInt = 64
     # random: Keras' default; word2vec: start from the pretrain stage's vectors (learned

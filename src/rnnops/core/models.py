@@ -104,6 +104,25 @@ class ReverseTokens(layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="rnnops")
+class LeadTokens(layers.Layer):
+    """The first ``count`` token ids of each document: a model that reads only the lead."""
+
+    def __init__(self, count: int, **kwargs):
+        super().__init__(**kwargs)
+        self.count = count
+
+    def call(self, inputs):
+        return inputs[:, : self.count]
+
+    def compute_output_shape(self, input_shape):
+        steps = input_shape[1]
+        return (input_shape[0], self.count if steps is None else min(self.count, steps))
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
 _SKIP_POOLING = {
     "max": MaskedGlobalMaxPooling1D,
     "mean": MaskedGlobalAveragePooling1D,
@@ -146,7 +165,11 @@ def build_model(
     if cfg.kind not in _RECURRENT:
         raise ValueError(f"unknown model kind {cfg.kind!r}; allowed: {', '.join(_RECURRENT)}")
     inputs = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
-    tokens = ReverseTokens(name="reverse_tokens")(inputs) if cfg.read_backwards else inputs
+    tokens = inputs
+    if cfg.lead_tokens is not None and cfg.lead_tokens < max_len:
+        tokens = LeadTokens(cfg.lead_tokens, name="lead_tokens")(tokens)
+    if cfg.read_backwards:
+        tokens = ReverseTokens(name="reverse_tokens")(tokens)
     x = layers.Embedding(
         vocab_size,
         cfg.embedding_dim,
