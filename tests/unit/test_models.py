@@ -283,3 +283,12 @@ def test_a_lead_reader_sees_only_the_first_tokens_and_survives_save(tmp_path):
     # A lead as long as the sequence is no crop at all.
     full = build_model(cfg.model_copy(update={"lead_tokens": 6}), 20, 2, 6, "multilabel")
     assert "lead_tokens" not in [layer.name for layer in full.layers]
+
+
+def test_l2_penalises_the_recurrent_and_output_weights_only():
+    plain = ModelConfig(kind="gru", units=4, embedding_dim=3, pooling="max")
+    assert build_model(plain, 20, 2, 5, "multilabel").losses == []
+    model = build_model(plain.model_copy(update={"l2": 0.01}), 20, 2, 5, "multilabel")
+    # Input and recurrent kernels of the GRU, and the output kernel: three penalties.
+    assert len(model.losses) == 3
+    assert model.get_layer("embedding").embeddings_regularizer is None

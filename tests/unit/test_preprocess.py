@@ -101,3 +101,24 @@ def test_validation_split_is_seeded():
     c, *_ = preprocess_frame(corpus(), PreprocessConfig(min_freq=1, val_fraction=0.25, seed=4))
     assert a["val"].doc_ids.tolist() == b["val"].doc_ids.tolist()
     assert a["val"].doc_ids.tolist() != c["val"].doc_ids.tolist()
+
+
+def test_a_training_fraction_shrinks_only_the_fitting_documents():
+    whole, *_ = preprocess_frame(corpus(), PreprocessConfig(min_freq=1, val_fraction=0.25, seed=1))
+    half_cfg = PreprocessConfig(min_freq=1, val_fraction=0.25, seed=1, train_fraction=0.5)
+    half, *_ = preprocess_frame(corpus(), half_cfg)
+    again, *_ = preprocess_frame(corpus(), half_cfg)
+    assert len(half["train"].doc_ids) in (16, 17)
+    assert set(half["train"].doc_ids) < set(whole["train"].doc_ids)
+    assert half["train"].doc_ids.tolist() == again["train"].doc_ids.tolist()
+    for split in ("val", "test"):
+        assert half[split].doc_ids.tolist() == whole[split].doc_ids.tolist()
+    # Drawn stratified: every topic keeps training documents.
+    assert (half["train"].y.sum(axis=0) > 0).all()
+
+
+def test_training_fraction_must_be_a_share():
+    with pytest.raises(ValueError, match="train_fraction"):
+        PreprocessConfig(train_fraction=0.0)
+    with pytest.raises(ValueError, match="train_fraction"):
+        PreprocessConfig(train_fraction=1.5)

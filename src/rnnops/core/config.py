@@ -86,6 +86,9 @@ class PreprocessConfig(_Strict):
     truncating: Literal["pre", "post"] = "post"
     padding: Literal["pre", "post"] = "post"
     val_fraction: Fraction = 0.1
+    # Train on this share of the fitting documents (seeded, stratified like the validation
+    # split; validation and test stay whole): learning curves over the training-set size.
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     seed: int = 42
 
     @model_validator(mode="after")
@@ -144,6 +147,9 @@ class ModelConfig(_Strict):
     spatial_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # L2 penalty on the recurrent layers' input and recurrent weights and on the output
+    # layer's (not the embedding's, which the skip and word2vec already shape); 0: none.
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
     # How the recurrent states become one vector: the last state, or max, mean or a
     # learned attention-weighted mean over every step's state (padding excluded).
     pooling: Literal["last", "max", "mean", "attention"] = "last"

@@ -131,6 +131,10 @@ _SKIP_POOLING = {
 _RECURRENT = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
+def _l2(cfg: ModelConfig):
+    return keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
+
+
 def prior_bias(y: np.ndarray, n_labels: int, task: str) -> np.ndarray:
     """The output bias whose scores equal the training label frequencies.
 
@@ -192,6 +196,8 @@ def build_model(
             return_sequences=return_sequences,
             dropout=cfg.dropout,
             recurrent_dropout=cfg.recurrent_dropout,
+            kernel_regularizer=_l2(cfg),
+            recurrent_regularizer=_l2(cfg),
             name=f"{cfg.kind}_{i + 1}",
         )
         if cfg.bidirectional:
@@ -212,7 +218,9 @@ def build_model(
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     activation = "softmax" if task == "singlelabel" else "sigmoid"
-    outputs = layers.Dense(n_labels, activation=activation, name="topics")(x)
+    outputs = layers.Dense(
+        n_labels, activation=activation, kernel_regularizer=_l2(cfg), name="topics"
+    )(x)
     name = f"{cfg.kind}_classifier" if cfg.layers else "bag_of_embeddings_classifier"
     model = keras.Model(inputs, outputs, name=name)
     # Starting values are assigned, not passed as Constant initializers: an initializer's

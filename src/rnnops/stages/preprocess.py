@@ -168,6 +168,9 @@ def preprocess_frame(
     """Pure core: corpus table in, encoded splits, vocabulary, labels and stats out."""
     data, labels = select_labels(frame, cfg)
     fit, val = split_validation(data[data["split"] == "train"], cfg.val_fraction, cfg.seed)
+    if cfg.train_fraction < 1.0:
+        # The kept share is drawn like a validation split of the fitting documents.
+        fit, _ = split_validation(fit, 1.0 - cfg.train_fraction, cfg.seed)
     parts = {"train": fit, "val": val, "test": data[data["split"] == "test"].sort_values("doc_id")}
     tokens = {
         name: [
