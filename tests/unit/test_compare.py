@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from rnnops.core.config import ModelConfig
+from rnnops.core.html_report import markdown_to_html
 from rnnops.stages.compare import (
     FIGURES,
     bucket_metrics,
     length_edges,
     markdown_table,
-    markdown_to_html,
     per_class_side_by_side,
     plot_learning_curves,
     plot_per_class,
@@ -77,10 +77,16 @@ def test_length_edges_degenerate():
     assert list(length_edges(np.array([7, 7, 7]))) == [7, 8]
 
 
-def test_html_is_self_contained():
-    md = "# T\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![fig](x.png)\n"
-    out = markdown_to_html(md, {"f.png": b"\x89PNG"}, {"f.png": "x.png"})
-    assert "<table>" in out and "data:image/png;base64," in out and "x.png" not in out
+def test_html_is_self_contained_and_escapes_what_it_quotes():
+    md = (
+        "# T\n\n| a | b |\n|---|---|\n| **1** | `<b>` |\n\n![fig](x.png)\n\n"
+        "<script>alert(1)</script>\n"
+    )
+    out = markdown_to_html(md, {"x.png": b"\x89PNG"}, "Report <1>")
+    assert "<table>" in out and "<strong>1</strong>" in out and "<code>&lt;b&gt;</code>" in out
+    assert "data:image/png;base64,iVBORw==" in out and 'src="x.png"' not in out
+    # Raw HTML in the markdown is text, never markup; so is the title.
+    assert "<script>" not in out and "<title>Report &lt;1&gt;</title>" in out
 
 
 def _write_outputs(root, names):

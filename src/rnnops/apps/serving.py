@@ -18,6 +18,7 @@ The parts, each testable alone:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -245,13 +246,10 @@ def run_app(
     connections; after ``shutdown_timeout_s`` whatever is still running is cancelled.
     """
     import uvicorn
-
-    @app.on_event("startup")
-    async def _bound_uvicorn_logs() -> None:  # uvicorn configures its handlers at start
-        bound_log_lines()
+    from uvicorn.main import STARTUP_FAILURE
 
     # One process: the model is loaded once; concurrent requests share its calls.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -262,3 +260,10 @@ def run_app(
         log_level="info",
         timeout_graceful_shutdown=shutdown_timeout_s,
     )
+    # The Config has just installed uvicorn's log handlers: bound them before any request.
+    bound_log_lines()
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # the port is taken, say: uvicorn has logged why
+        raise SystemExit(STARTUP_FAILURE)

@@ -9,8 +9,6 @@ frames; :func:`run_compare` does the file work.
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnops.core.html_report import markdown_to_html
 from rnnops.core.io import atomic_path, read_json
+from rnnops.stages.compare_plots import plot_buckets, plot_learning_curves, plot_per_class
 from rnnops.stages.preprocess import load_dataset
 
 log = logging.getLogger(__name__)
@@ -304,143 +304,7 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def markdown_to_html(markdown: str, images: dict[str, bytes], figures: dict[str, str]) -> str:
-    """A small renderer for the report's own markdown (headings, tables, images, text)."""
-    body: list[str] = []
-    table: list[list[str]] = []
-
-    def inline(text: str) -> str:
-        import re
-
-        text = html.escape(text)
-        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-    def flush_table() -> None:
-        if not table:
-            return
-        head, *rows = table
-        body.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head))
-        body.append("</tr></thead><tbody>")
-        for row in rows:
-            body.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>")
-        body.append("</tbody></table>")
-        table.clear()
-
-    targets = {v: k for k, v in figures.items()}
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= {"-"} for c in cells):
-                table.append(cells)
-            continue
-        flush_table()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("!["):
-            alt, target = line[2:].split("](", 1)
-            data = base64.b64encode(images[targets[target.rstrip(")")]]).decode("ascii")
-            body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
-        elif line.strip():
-            body.append(f"<p>{inline(line)}</p>")
-    flush_table()
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}"
-    )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Model comparison</title><style>{style}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
 # --------------------------------------------------------------------------- figures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-# The validation score early stopping watches by default (rnnops.stages.train.monitored).
-SCORE_COLUMNS = ("val_micro_f1", "val_accuracy")
-
-
-def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
-    plt = _pyplot()
-    score = next((c for c in SCORE_COLUMNS if any(c in h for h in histories.values())), None)
-    panels = [("loss", "training loss", "loss"), ("val_loss", "validation loss", "loss")]
-    if score:
-        panels.append((score, f"validation {score.removeprefix('val_')}", score[4:]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4))
-    for name, history in histories.items():
-        for ax, (metric, _, _) in zip(axes, panels, strict=True):
-            if metric in history:
-                ax.plot(history["epoch"], history[metric], marker="o", label=name)
-    for ax, (_, title, ylabel) in zip(axes, panels, strict=True):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_per_class(per_class: pd.DataFrame, models: list[str], path: Path, top: int = 30) -> None:
-    """A topics × models heat map of test F1: legible at its shown size for any model count."""
-    plt = _pyplot()
-    data = per_class.head(top)
-    values = data[models].to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(2.8 + 1.0 * len(models), 1.2 + 0.26 * len(data)))
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=9)
-    ax.set_yticks(range(len(data)), data["label"], fontsize=8)
-    for (i, j), value in np.ndenumerate(values):
-        if np.isfinite(value):
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="black" if value > 0.6 else "white",
-            )
-    ax.set_title(f"test F1, {len(data)} most frequent topics", fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_buckets(buckets: pd.DataFrame, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    order = list(dict.fromkeys(buckets["bucket"]))
-    for name, part in buckets.groupby("model", sort=False):
-        part = part.set_index("bucket").reindex(order)
-        ax.plot(range(len(order)), part["micro_f1"], marker="o", label=name)
-    ax.set_xticks(range(len(order)), order, rotation=15)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("micro-F1 (test)")
-    ax.set_title("test micro-F1 by document length")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------- entry
 
 
 def run_compare(
@@ -518,11 +382,11 @@ def run_compare(
     markdown = report_markdown(
         summary, per_class, buckets, svm, rel, task, ablation, bag_gaps, promotion
     )
-    images = {name: path.read_bytes() for name, path in figures.items()}
+    images = {rel[name]: path.read_bytes() for name, path in figures.items()}
     with atomic_path(report_md) as tmp:
         tmp.write_text(markdown)
     with atomic_path(report_html) as tmp:
-        tmp.write_text(markdown_to_html(markdown, images, rel))
+        tmp.write_text(markdown_to_html(markdown, images, "Model comparison"))
     return Comparison(summary, per_class, buckets, svm, markdown, figures, ablation)
 
 
