@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rnnops.apps.batch import BatchInputError, read_documents, run_batch_score
+from rnnops.apps.batch import run_batch_score
+from rnnops.apps.batch_input import BatchInputError, read_documents
 
 pytestmark = pytest.mark.integration
 

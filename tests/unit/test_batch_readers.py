@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rnnops.apps.batch import BatchInputError, read_documents, run_batch_score, text_problem
+from rnnops.apps.batch import run_batch_score
+from rnnops.apps.batch_input import BatchInputError, read_documents, text_problem
 
 
 def errors(path, **kwargs) -> list[str | None]:
