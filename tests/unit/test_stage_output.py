@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rnnops.core.stage_output import classify
-from rnnops.stages.train import epoch_progress
+from rnnops.stages.train_callbacks import epoch_progress
 from rnnops.systems.dvc_driver import run_streaming
 
 

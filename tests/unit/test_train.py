@@ -72,7 +72,7 @@ def test_class_weights_favour_rare_classes():
     ],
 )
 def test_early_stopping_watches_the_configured_column(monitor, task, expected):
-    from rnnops.stages.train import monitored
+    from rnnops.stages.train_callbacks import monitored
 
     assert monitored(CFG.model_copy(update={"early_stopping_monitor": monitor}), task) == expected
 
@@ -210,7 +210,7 @@ def test_score_patience_starts_at_the_first_non_zero_score():
     """Scores of 0 (nothing above the threshold yet) do not use up the patience."""
     import keras
 
-    from rnnops.stages.train import score_early_stopping
+    from rnnops.stages.train_callbacks import score_early_stopping
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     stopping = score_early_stopping()(monitor="val_micro_f1", mode="max", patience=2)
