@@ -22,7 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from rnnops.apps.batch_input import BatchInputError, input_format, is_missing, read_documents
+from rnnops.apps.batch_input import (
+    BatchInputError,
+    file_format,
+    input_format,
+    is_missing,
+    read_documents,
+)
 
 # Callers check options before any work, as the reader itself does.
 from rnnops.apps.batch_input import check_csv_records as check_csv_records
@@ -90,13 +96,7 @@ def check_paths(input_path: str | Path, output_path: str | Path) -> None:
 
 
 def output_format(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise BatchInputError(
-            f"{path}: unknown output format {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(OUTPUT_FORMATS)}"
-        )
-    return OUTPUT_FORMATS[suffix]
+    return file_format(path, OUTPUT_FORMATS, "output")
 
 
 # --------------------------------------------------------------------------- scoring

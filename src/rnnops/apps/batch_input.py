@@ -37,14 +37,19 @@ class BatchInputError(ValueError):
     """The input as a whole cannot be scored: missing file, unknown format, no text column."""
 
 
-def input_format(path: str | Path) -> str:
+def file_format(path: str | Path, formats: dict[str, str], role: str) -> str:
+    """The format ``formats`` gives ``path``'s suffix; ``role`` (input, output) names it."""
     suffix = Path(path).suffix.lower()
-    if suffix not in INPUT_FORMATS:
+    if suffix not in formats:
         raise BatchInputError(
-            f"{path}: unknown input format {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(INPUT_FORMATS)}"
+            f"{path}: unknown {role} format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(formats)}"
         )
-    return INPUT_FORMATS[suffix]
+    return formats[suffix]
+
+
+def input_format(path: str | Path) -> str:
+    return file_format(path, INPUT_FORMATS, "input")
 
 
 def check_csv_records(mode: str) -> str:

@@ -22,10 +22,10 @@ from typing import Any
 from rnnops.apps.serving_requests import (
     RequestError,
     _json_type,
-    _positions,
     check_count,
     check_documents,
     decode_json_body,
+    require_strings,
 )
 
 FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
@@ -63,13 +63,7 @@ def parse_invocation(body: bytes, max_documents: int) -> list[str]:
     if not column:
         raise RequestError(400, f'"{kind}" holds no rows; send at least one document')
     check_count(len(column), max_documents)
-    bad = [i for i, item in enumerate(column) if not isinstance(item, str)]
-    if bad:
-        raise RequestError(
-            400,
-            f'column "{COLUMN}" must hold strings; row {bad[0]} is {_json_type(column[bad[0]])}'
-            + (f" (rows {_positions(bad)} are not strings)" if len(bad) > 1 else ""),
-        )
+    require_strings(column, f'column "{COLUMN}" must hold strings', "row")
     return check_documents(column)
 
 

@@ -157,6 +157,17 @@ def decode_json_body(body: bytes, example: str = EXAMPLE) -> Any:
         raise RequestError(400, "the request body is not valid JSON") from None
 
 
+def require_strings(values: list, rule: str, noun: str) -> None:
+    """400 naming the first value that is not a string (``rule``; ``noun``: row, item)."""
+    bad = [i for i, item in enumerate(values) if not isinstance(item, str)]
+    if bad:
+        raise RequestError(
+            400,
+            f"{rule}; {noun} {bad[0]} is {_json_type(values[bad[0]])}"
+            + (f" ({noun}s {_positions(bad)} are not strings)" if len(bad) > 1 else ""),
+        )
+
+
 def check_count(count: int, max_documents: int) -> None:
     """413 for more documents than one request may carry."""
     if count > max_documents:
@@ -211,13 +222,7 @@ def parse_documents(body: bytes, max_documents: int) -> list[str]:
         if not text:
             raise RequestError(400, '"text" is an empty array; send at least one document')
         check_count(len(text), max_documents)
-        bad = [i for i, item in enumerate(text) if not isinstance(item, str)]
-        if bad:
-            raise RequestError(
-                400,
-                f'"text" must be an array of strings; item {bad[0]} is {_json_type(text[bad[0]])}'
-                + (f" (items {_positions(bad)} are not strings)" if len(bad) > 1 else ""),
-            )
+        require_strings(text, '"text" must be an array of strings', "item")
         documents = text
     else:
         raise RequestError(

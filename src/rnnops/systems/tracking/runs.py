@@ -308,56 +308,48 @@ def finish_parent_run(
     client.set_terminated(run_id, status=status)
 
 
-def runs_of_sweep(sweep_id: str, experiment: str) -> list[dict]:
-    """Child runs of a sweep (tag ``rnnops.sweep_id``), with params, test metrics and experiment."""
+def _search_tagged(key: str, value: str, experiment: str) -> list:
     import mlflow
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    found = client.search_runs([exp.experiment_id], f"tags.`rnnops.sweep_id` = '{sweep_id}'")
+    return client.search_runs([exp.experiment_id], f"tags.`{key}` = '{value}'")
+
+
+def _run_summary(run) -> dict:
+    """A run's id, model, status, and its test and validation metrics by bare name."""
+    metrics = run.data.metrics
+    return {
+        "run_id": run.info.run_id,
+        "model": run.data.tags.get(contract.MODEL_TAG, run.info.run_name),
+        "status": run.info.status,
+        "metrics": {k[len("test_") :]: v for k, v in metrics.items() if k.startswith("test_")},
+        "validation": {
+            k[len("validation_") :]: v for k, v in metrics.items() if k.startswith("validation_")
+        },
+    }
+
+
+def runs_of_sweep(sweep_id: str, experiment: str) -> list[dict]:
+    """Child runs of a sweep (tag ``rnnops.sweep_id``), with params, test metrics and experiment."""
     return [
         {
-            "run_id": r.info.run_id,
+            **_run_summary(r),
             "model": r.data.tags.get(contract.MODEL_TAG),
             "experiment": r.data.tags.get("rnnops.dvc.experiment"),
             "parent": r.data.tags.get("mlflow.parentRunId"),
-            "status": r.info.status,
             "params": dict(r.data.params),
-            "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
-            "validation": {
-                k[len("validation_") :]: v
-                for k, v in r.data.metrics.items()
-                if k.startswith("validation_")
-            },
         }
-        for r in found
+        for r in _search_tagged(contract.SWEEP_ID_TAG, sweep_id, experiment)
         if r.data.tags.get("rnnops.sweep_role") != "parent"
     ]
 
 
 def runs_tagged(key: str, value: str, experiment: str) -> list[dict]:
     """Runs of ``experiment`` carrying tag ``key=value`` (e.g. one Prefect flow run's runs)."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    found = client.search_runs([exp.experiment_id], f"tags.`{key}` = '{value}'")
     return [
-        {
-            "run_id": r.info.run_id,
-            "model": r.data.tags.get(contract.MODEL_TAG, r.info.run_name),
-            "status": r.info.status,
-            "metrics": {k[5:]: v for k, v in r.data.metrics.items() if k.startswith("test_")},
-            "validation": {
-                k[len("validation_") :]: v
-                for k, v in r.data.metrics.items()
-                if k.startswith("validation_")
-            },
-            "url": run_url(r.info.run_id),
-        }
-        for r in found
+        {**_run_summary(r), "url": run_url(r.info.run_id)}
+        for r in _search_tagged(key, value, experiment)
     ]
