@@ -24,10 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port, make_project  # noqa: E402
-from corpus import write_tiny_reuters  # noqa: E402
+from rnnops.testing.corpus import write_tiny_reuters  # noqa: E402
+from rnnops.testing.processes import free_port  # noqa: E402
+from rnnops.testing.projects import make_project  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:

@@ -24,6 +24,7 @@ defaults can be checked before a candidate is added.
     NLTK_DATA=/path/to/nltk_data python bench/quality.py [--seeds 42,43,44]
         [--tasks topics90,r8,r52] [--models rnn,lstm] [--candidates bench/candidates.yaml]
         [--no-twins] [--set models.lstm.epochs=2 ...]
+    python bench/quality.py --merge part1.json part2.json   # parts measured --models apart
 
 Seed s trains each model with its own ``seed`` shifted by s - 42: with every model at
 seed 42 that is seed s; two members differing only in seed stay different.
@@ -520,6 +521,55 @@ def write_results(
     return result
 
 
+def merge(parts: list[Path], out: Path) -> int:
+    """One result from parts measured one model set at a time on the same params, tasks and
+    seeds (``--models lstm,boe``, then ``--models rnn``): their runs and baselines summarised
+    as if measured together. Every part's training is deterministic, so the runs are what one
+    run would have measured; only ``total_seconds`` adds up the parts' times."""
+    loaded = [json.loads(Path(p).read_text()) for p in parts]
+    first = loaded[0]
+    for part in loaded[1:]:
+        for key in ("seeds", "tasks", "overrides"):
+            if part[key] != first[key]:
+                raise SystemExit(f"the parts differ in {key}: merge parts of one measurement only")
+    if any(part["candidates"] or part["generated_twins"] for part in loaded):
+        raise SystemExit("merge parts measured with --candidates '' and no generated twins")
+    overrides = first["overrides"]
+    raw = apply_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)
+    params = parse_params(raw, "params.yaml")
+    models = [m for m in params.models if any(m in part["models"] for part in loaded)]
+    ensembles = {k: v for part in loaded for k, v in part["ensembles"].items()}
+    runs = [r for part in loaded for r in part["runs"]]
+    seeds = first["seeds"]
+    # The behavioural checks belong to the 90-topic model validation picks among all parts.
+    first_seed = [r for r in runs if r["task"] == "topics90" and r["seed"] == seeds[0]]
+    chosen = max(first_seed, key=lambda r: r["val_micro_f1"])["model"] if first_seed else None
+    checks = next((p["behavioural"] for p in loaded if p["behavioural"].get("model") == chosen), {})
+    if chosen and not checks:
+        print(
+            f"validation picks {chosen}; rerun its checks: python bench/quality.py --behavioural-only"
+        )
+    started = time.perf_counter() - sum(part["total_seconds"] for part in loaded)
+    write_results(
+        out,
+        first["tasks"],
+        first["tasks"],
+        runs,
+        first["baselines"],
+        checks,
+        {m: params.models[m] for m in models},
+        {k: v for part in loaded for k, v in part["twins"].items()},
+        [],
+        models,
+        ensembles,
+        overrides,
+        seeds,
+        started,
+    )
+    print(f"wrote {out} from {len(parts)} parts")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -558,7 +608,16 @@ def main() -> int:
         help="rerun only the behavioural checks on the model and seed --out records "
         "(training is deterministic: the same weights) and update that section",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="PART",
+        help="write --out from quality results measured in parts (one model set each)",
+    )
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     if args.behavioural_only:
         return behavioural_only(Path(args.out))
     logging.basicConfig(level=logging.WARNING)

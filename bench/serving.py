@@ -46,7 +46,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -76,7 +75,7 @@ def build_champion(dest: Path, corpus: str, overrides: dict) -> tuple[Path, str,
     )
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     if corpus == "tiny":
-        from corpus import write_tiny_reuters
+        from rnnops.testing.corpus import write_tiny_reuters
 
         env["NLTK_DATA"] = str(write_tiny_reuters(dest.parent / "nltk_data"))
         overrides = {**TINY, **overrides}

@@ -20,12 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from conftest import make_project, run, tiny_params  # noqa: E402
-from corpus import write_tiny_reuters  # noqa: E402
+from rnnops.testing.corpus import write_tiny_reuters  # noqa: E402
+from rnnops.testing.projects import make_project, run, tiny_params  # noqa: E402
 
 
 def main() -> int:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from conftest import BIN_DIR, make_project, run, tiny_params
-from corpus import write_tiny_reuters
 from rnnops.apps.serving import load_pyfunc
 from rnnops.core import behaviour
 from rnnops.core.text import document_text
 from rnnops.systems import tracking
+from rnnops.testing.corpus import write_tiny_reuters
 
 pytestmark = [pytest.mark.behavioural, pytest.mark.integration]
 

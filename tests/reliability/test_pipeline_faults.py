@@ -30,8 +30,8 @@ from conftest import (
     tiny_params,
     wait_for,
 )
-from corpus import write_tiny_reuters
 from integration.test_prefect_flows import flow_logs, task_runs, task_states
+from rnnops.testing.corpus import write_tiny_reuters
 from unit.test_pipeline import hold_workspace
 
 pytestmark = pytest.mark.integration

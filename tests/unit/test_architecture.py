@@ -13,12 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "rnnops"
 
 # A module's layer is the folder it lives in: src/rnnops/<layer>/<module>.
-LAYERS = ("core", "stages", "systems", "apps")
+# testing: helpers for tests and benchmarks; nothing in the other layers imports it.
+LAYERS = ("core", "stages", "systems", "apps", "testing")
 MAY_IMPORT = {
     "core": {"core"},
     "stages": {"core", "stages", "systems"},
     "systems": {"core", "systems"},
     "apps": {"core", "stages", "systems", "apps"},
+    "testing": {"core", "stages", "systems", "apps", "testing"},
 }
 # Which modules (<layer>.<module>) may import each external library.
 LIBRARY_OWNERS = {

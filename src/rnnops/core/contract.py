@@ -39,7 +39,7 @@ MAX_LATENESS_MINUTES_ENV = "RNNOPS_MAX_LATENESS_MINUTES"
 
 # --------------------------------------------------------------------------- MLflow tags
 
-# Written by the train, evaluate and ensemble commands (rnnops.apps.cli); read by promote, the
+# Written by the train, evaluate and ensemble commands (rnnops.apps.commands); read by promote, the
 # sweep and the flow's report to tell models apart.
 MODEL_TAG = "rnnops.model"
 KIND_TAG = "rnnops.kind"
