@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnops.apps import cli, commands
+from rnnops.apps import app_commands, cli, commands
 from rnnops.core.config import ConfigError
 from rnnops.systems.store_check import StoreUnreachableError
 
@@ -159,7 +159,9 @@ def test_every_stage_runs_with_the_paths_of_dvc_yaml_when_they_are_left_out():
 def test_each_command_calls_its_body_with_arguments_it_takes(argv):
     call = cli.parse(["--params", "p.yaml", "-v", *argv])
     assert (call.command, call.params_file, call.verbose) == (argv[0], "p.yaml", True)
-    assert call.run.func is getattr(commands, "cmd_" + argv[0].replace("-", "_"))
+    name = "cmd_" + argv[0].replace("-", "_")
+    body = getattr(commands, name, None) or getattr(app_commands, name)
+    assert call.run.func is body
     inspect.signature(call.run.func).bind(None, **call.run.keywords)
 
 

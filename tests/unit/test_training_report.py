@@ -1,6 +1,6 @@
 """The training flow's report ranks models the way selection does: by validation."""
 
-from flows.training import report_markdown
+from flows.training_report import report_markdown
 
 
 def run(model, validation, test):

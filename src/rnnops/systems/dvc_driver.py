@@ -351,13 +351,8 @@ def push(root: str | Path, env: dict | None = None, on_line: LineSink | None = N
 
 def experiment_rev(root: str | Path, name: str) -> str:
     """The git commit of DVC experiment ``name`` (its ref under ``refs/exps``)."""
-    proc = subprocess.run(
-        ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refs = ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"]
+    proc = subprocess.run(refs, cwd=root, capture_output=True, text=True, timeout=60)
     for line in proc.stdout.splitlines():
         sha, _, ref = line.partition(" ")
         if ref.rsplit("/", 1)[-1] == name:
