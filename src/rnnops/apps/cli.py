@@ -196,8 +196,8 @@ def _promote(
     raw: Raw = "data/raw/reuters.parquet",
     out: Annotated[str, file_option("decision JSON to write")] = "reports/promotion.json",
 ) -> Call:
-    """Register this execution's best model (by promotion.metric) and move the champion
-    alias only if it beats the champion on the same test data by promotion.min_delta;
+    """Register this execution's best model (by promotion.metric on validation) and move the
+    champion alias only if it beats the champion on the same validation data by min_delta;
     else it becomes challenger."""
     return _call(ctx, commands.cmd_promote)
 
