@@ -174,7 +174,8 @@ def test_any_bytes_get_200_or_a_strict_json_4xx(client, content, content_type):
     | st.text(
         st.characters(min_codepoint=33, max_codepoint=0x2FFF, categories=("L", "N", "P", "S")),
         max_size=20,
-    ).map(lambda s: "/" + s.replace("?", "").replace("#", "")),
+        # A second leading slash would make "//host/..." a URL to another host for the client.
+    ).map(lambda s: "/" + s.replace("?", "").replace("#", "").lstrip("/")),
 )
 def test_any_method_and_path_get_a_strict_json_answer(method, path):
     from fastapi.testclient import TestClient
