@@ -100,7 +100,7 @@ serve: install ## serve models:/reuters-topics@champion on http://127.0.0.1:8080
 bench-serving: install ## latency and throughput of the served champion vs the in-process pyfunc
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/serving.py
 
-.PHONY: sweep compare bench-sweep
+.PHONY: sweep study compare bench-sweep
 SWEEP ?= sweep.yaml
 MAX_PARALLEL ?= 2
 sweep: install ## run a sweep (SWEEP=sweep.yaml: grid or list of overrides) as parallel DVC experiments; promote the best
@@ -108,6 +108,10 @@ sweep: install ## run a sweep (SWEEP=sweep.yaml: grid or list of overrides) as p
 
 compare: install ## the comparison report of the models (reports/comparison.{md,html}, plots/comparison/)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro compare
+
+STUDY ?= study.yaml
+study: install ## the RNN-vs-LSTM study (STUDY=study.yaml; QUICK=1: R8, one seed, ~20 min); reports/study.html
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.study $(STUDY) $(if $(QUICK),--quick)
 
 bench-sweep: install ## wall time of a 4-point sweep, max_parallel 1 vs 2 (bench/results/sweep.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/sweep.py

@@ -17,7 +17,6 @@ sweep, on that experiment's own outputs read back from git and the DVC cache.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import tempfile
@@ -34,45 +33,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.training import _links_env, stream_to_log, sweep_env
 from rnnops.core import contract
 from rnnops.core.config import ConfigError, load_params, parse_params
-from rnnops.systems import dvc_driver, tracking
+from rnnops.core.sweep_plan import SweepError, expand_space, load_space, summary_markdown
+from rnnops.systems import dvc_driver, dvc_experiments, tracking
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 PROMOTE_INPUTS = ["metrics", "reports/eval", "data/processed", "data/raw/reuters.parquet"]
-
-
-class SweepError(RuntimeError):
-    """The sweep could not run (bad space) or every point failed."""
-
-
-def expand_space(space: dict[str, list] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points of a grid ``{key: [values]}`` (cartesian product) or a list of override sets."""
-    if isinstance(space, dict):
-        if not space:
-            raise SweepError("the sweep space is empty")
-        keys = list(space)
-        values = [v if isinstance(v, list) else [v] for v in space.values()]
-        if any(not v for v in values):
-            raise SweepError("every key of a grid needs at least one value")
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
-    if isinstance(space, list) and space and all(isinstance(p, dict) for p in space):
-        return [dict(p) for p in space]
-    raise SweepError(
-        "a sweep space is a mapping of key -> list of values (a grid) or a non-empty list of "
-        "override mappings"
-    )
-
-
-def load_space(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """A sweep file: the space itself, or ``{space: ..., max_parallel: ..., promote: ...}``."""
-    raw = yaml.safe_load(Path(path).read_text())
-    if isinstance(raw, dict) and "space" in raw:
-        options = {k: v for k, v in raw.items() if k != "space"}
-        unknown = set(options) - {"max_parallel", "promote", "apply_best"}
-        if unknown:
-            raise SweepError(f"{path}: unknown keys {sorted(unknown)}")
-        return raw["space"], options
-    return raw, {}
 
 
 def new_sweep_id() -> str:
@@ -83,7 +49,7 @@ def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
     """What a finished point's experiment committed: its best model, score and metrics."""
     from rnnops.stages.promote import Candidate, best_candidate, selection_score
 
-    files = dvc_driver.experiment_files(root, name)
+    files = dvc_experiments.experiment_files(root, name)
     params = parse_params(yaml.safe_load(files.read_text("params.yaml")), f"experiment {name}")
     metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params.candidates}
     # The same choice as the promote stage (rnnops.stages.promote.best_candidate).
@@ -111,7 +77,9 @@ def sweep_point(
     """One point as an isolated DVC experiment in this process."""
     logger = get_run_logger()
     try:
-        result = dvc_driver.run_experiment(root, overrides, env, name=name, on_line=stream_to_log())
+        result = dvc_experiments.run_experiment(
+            root, overrides, env, name=name, on_line=stream_to_log()
+        )
     except dvc_driver.StageError as exc:
         logger.error("point %d %s failed: %s", index, overrides, exc)
         raise
@@ -155,7 +123,7 @@ def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> di
     from rnnops.stages.promote import run_promote
 
     base = load_params(params_path)
-    dvc_driver.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
+    dvc_experiments.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
     point = load_params(workdir / "params.yaml")
     decision = run_promote(
         point.candidates,
@@ -169,36 +137,6 @@ def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> di
     return asdict(decision)
 
 
-def summary_markdown(sweep_id: str, rows: list[dict], best: dict | None, promotion: dict | None):
-    lines = [f"# Sweep `{sweep_id}`", ""]
-    ok = [r for r in rows if r["status"] == "completed"]
-    lines += [f"{len(ok)} of {len(rows)} points completed.", ""]
-    lines += [
-        "| point | overrides | experiment | status | candidate | validation score | seconds |"
-    ]
-    lines += ["|---|---|---|---|---|---|---|"]
-    for r in rows:
-        score = f"{r['score']:.4f}" if r.get("score") is not None else "–"
-        over = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items())
-        status = r["status"] if r["status"] == "completed" else f"**{r['status']}**"
-        lines.append(
-            f"| {r['point']} | {over} | {r['experiment']} | {status} | {r.get('candidate') or '–'} "
-            f"| {score} | {r.get('seconds', '–')} |"
-        )
-    failed = [r for r in rows if r["status"] != "completed"]
-    if failed:
-        lines += ["", "Failures:", ""]
-        lines += [f"- point {r['point']}: {r['error']}" for r in failed]
-    if best:
-        lines += ["", f"Best: point {best['point']} (`{best['experiment']}`), {best['score']:.4f}."]
-    if promotion:
-        lines += [
-            f"Promotion: {promotion['registered_model']} v{promotion['candidate_version']} → "
-            f"**{promotion['decision']}** ({promotion['reason']})."
-        ]
-    return "\n".join(lines) + "\n"
-
-
 @flow(name="sweep", log_prints=True, persist_result=False)
 def sweep_flow(
     space: dict[str, list] | list[dict[str, Any]],
@@ -210,8 +148,17 @@ def sweep_flow(
     dispatch: str = "local",
     deployment_name: str | None = None,
     sweep_id: str | None = None,
+    point_names: list[str] | None = None,
+    reuse_finished: bool = False,
+    parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Run every point of ``space`` as a DVC experiment, at most ``max_parallel`` at once."""
+    """Run every point of ``space`` as a DVC experiment, at most ``max_parallel`` at once.
+
+    ``point_names`` names the experiments (default ``<sweep_id>-p<i>``); with
+    ``reuse_finished`` a point whose experiment already ran on this commit is read back,
+    not retrained. ``parent_run_id``: an MLflow run the caller owns (a study's), which
+    the sweep logs its table to and leaves running.
+    """
     logger = get_run_logger()
     if dispatch not in ("local", "deployment"):
         raise SweepError(f"dispatch must be 'local' or 'deployment', not {dispatch!r}")
@@ -221,6 +168,8 @@ def sweep_flow(
         raise SweepError("max_parallel must be at least 1")
     root = Path(project_dir or os.getcwd()).resolve()
     points = expand_space(space)
+    if point_names is not None and len(point_names) != len(points):
+        raise SweepError(f"{len(point_names)} point names for {len(points)} points")
     params = load_params(root / params_path)
     for i, overrides in enumerate(points):  # a bad key fails the sweep before anything runs
         try:
@@ -232,7 +181,7 @@ def sweep_flow(
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
     tracking.ensure_store(uri)
     tracking.configure(uri, params.tracking.experiment)
-    parent = tracking.start_parent_run(
+    parent = parent_run_id or tracking.start_parent_run(
         params.tracking.experiment,
         sweep_id,
         {
@@ -248,8 +197,12 @@ def sweep_flow(
     futures = []
     with ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
         for i, overrides in enumerate(points):
-            name = f"{sweep_id}-p{i}"
+            name = point_names[i] if point_names else f"{sweep_id}-p{i}"
             sweep = {"sweep_id": sweep_id, "parent_run_id": parent, "point": i, "name": name}
+            if reuse_finished and dvc_experiments.finished_experiment(root, name):
+                logger.info("point %d (%s) finished on this commit: read back, not rerun", i, name)
+                futures.append((i, overrides, name, None))
+                continue
             if dispatch == "deployment":
                 future = runner.submit(
                     dispatch_point,
@@ -281,8 +234,12 @@ def sweep_flow(
             futures.append((i, overrides, name, future))
         rows = []
         for i, overrides, name, future in futures:
-            future.wait()
             row = {"point": i, "overrides": overrides, "experiment": name}
+            if future is None:
+                row.update(status="completed", reused=True, **point_outcome(root, name, metric))
+                rows.append(row)
+                continue
+            future.wait()
             state = future.state
             if state.is_completed():
                 row.update(status="completed", **future.result())
@@ -306,7 +263,7 @@ def sweep_flow(
             promotion["decision"],
         )
     if best and apply_best:
-        dvc_driver.apply_experiment(root, best["experiment"])
+        dvc_experiments.apply_experiment(root, best["experiment"])
         logger.info("applied %s to the workspace", best["experiment"])
 
     markdown = summary_markdown(sweep_id, rows, best, promotion)
@@ -327,7 +284,8 @@ def sweep_flow(
             f"best_{metric}": best["score"] if best else None,
             "failed_points": len(rows) - len(completed),
         },
-        status="FINISHED" if completed else "FAILED",
+        # A caller's parent run stays open for what the caller logs next.
+        status=None if parent_run_id else ("FINISHED" if completed else "FAILED"),
     )
     create_markdown_artifact(
         key="sweep-report", markdown=markdown, description=f"Sweep {sweep_id}: points and promotion"

@@ -25,7 +25,7 @@ from flows.training_report import report_markdown
 from rnnops.core import contract, stage_output
 from rnnops.core.config import load_params
 from rnnops.core.io import read_json
-from rnnops.systems import dvc_driver, tracking
+from rnnops.systems import dvc_driver, dvc_experiments, tracking
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -109,7 +109,7 @@ def dvc_experiment(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     try:
-        result = dvc_driver.run_experiment(
+        result = dvc_experiments.run_experiment(
             root, overrides, _execution_env(env), name=name, on_line=stream_to_log()
         )
     except dvc_driver.StageError as exc:

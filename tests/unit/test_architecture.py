@@ -25,7 +25,7 @@ MAY_IMPORT = {
 # Which modules (<layer>.<module>) may import each external library.
 LIBRARY_OWNERS = {
     "prefect": set(),  # only flows/, outside the package
-    "dvc": {"systems.dvc_driver"},
+    "dvc": {"systems.dvc_driver", "systems.dvc_experiments"},
     "mlflow": {"systems.tracking", "apps.serving", "apps.serving_models"},
     "fastapi": {"apps.serving", "apps.serving_http", "apps.serving_models", "apps.serving_requests"},
     "starlette": {"apps.serving", "apps.serving_http", "apps.serving_models", "apps.serving_requests"},

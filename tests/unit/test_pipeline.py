@@ -2,7 +2,12 @@ import subprocess
 
 import pytest
 
-from rnnops.systems.dvc_driver import InvalidInputError, RepositoryBusyError, StageError, _raise_for
+from rnnops.systems.dvc_driver import (
+    InvalidInputError,
+    RepositoryBusyError,
+    StageError,
+    raise_for_failure,
+)
 
 
 def done(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess:
@@ -10,7 +15,7 @@ def done(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedP
 
 
 def test_success_raises_nothing():
-    _raise_for(done(0, "Running stage 'ingest'"), "ingest")
+    raise_for_failure(done(0, "Running stage 'ingest'"), "ingest")
 
 
 def test_bad_input_is_not_transient():
@@ -19,7 +24,7 @@ def test_bad_input_is_not_transient():
         "ERROR: failed to reproduce 'preprocess': failed to run: rnnops preprocess ..., exited with 2"
     )
     with pytest.raises(InvalidInputError) as info:
-        _raise_for(done(255, stderr=err), "preprocess")
+        raise_for_failure(done(255, stderr=err), "preprocess")
     assert info.value.exit_code == 2 and not info.value.transient
     assert "cocoa" in str(info.value)
 
@@ -30,14 +35,14 @@ def test_unexpected_failure_is_transient():
         "ERROR: failed to reproduce 'train@lstm': failed to run: rnnops train lstm ..., exited with 1"
     )
     with pytest.raises(StageError) as info:
-        _raise_for(done(255, stderr=err), "train@lstm")
+        raise_for_failure(done(255, stderr=err), "train@lstm")
     assert type(info.value) is StageError and info.value.transient
 
 
 def test_busy_repository_fails_fast_and_is_not_retried():
     err = "ERROR: Unable to acquire lock. Most likely another DVC process is running or was terminated abruptly."
     with pytest.raises(RepositoryBusyError, match="busy") as info:
-        _raise_for(done(255, stderr=err), "ingest")
+        raise_for_failure(done(255, stderr=err), "ingest")
     assert not info.value.transient
 
 
@@ -46,7 +51,7 @@ def test_terminated_stage_is_not_retried():
         "ERROR: failed to reproduce 'train@lstm': failed to run: rnnops train lstm, exited with 143"
     )
     with pytest.raises(StageError) as info:
-        _raise_for(done(255, stderr=err), "train@lstm")
+        raise_for_failure(done(255, stderr=err), "train@lstm")
     assert not info.value.transient
 
 

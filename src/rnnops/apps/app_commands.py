@@ -14,6 +14,30 @@ from rnnops.core.config import ConfigError, Params
 log = logging.getLogger("rnnops")
 
 
+def _import_flows(command: str) -> None:
+    """Make ``flows`` importable; Prefect is imported only by the commands that call this."""
+    import rnnops
+
+    # flows/ sits beside src/ in the project (not in the installed package): the
+    # current directory, else the checkout this package was installed from (editable).
+    for candidate in (Path.cwd(), Path(rnnops.__file__).resolve().parents[2]):
+        if (candidate / "flows" / f"{command}.py").exists():
+            sys.path.insert(0, str(candidate))
+            return
+    raise ConfigError(f"flows/{command}.py not found: run `rnnops {command}` from the project root")
+
+
+def cmd_study(
+    params: Params, *, params_file: str, study: str, quick: bool, max_parallel: int | None
+) -> int:
+    _import_flows("study")
+    from flows.study import main as study_main
+
+    argv = [study, "--params", params_file, *(["--quick"] if quick else [])]
+    argv += [] if max_parallel is None else ["--max-parallel", str(max_parallel)]
+    return study_main(argv)
+
+
 def cmd_sweep(
     params: Params,
     *,
@@ -24,17 +48,7 @@ def cmd_sweep(
     apply_best: bool,
     deployment: str | None,
 ) -> int:
-    # Prefect is imported only here: the stages of dvc.yaml never pay for it.
-    import rnnops
-
-    # flows/ sits beside src/ in the project (not in the installed package): the
-    # current directory, else the checkout this package was installed from (editable).
-    for candidate in (Path.cwd(), Path(rnnops.__file__).resolve().parents[2]):
-        if (candidate / "flows" / "sweep.py").exists():
-            sys.path.insert(0, str(candidate))
-            break
-    else:
-        raise ConfigError("flows/sweep.py not found: run `rnnops sweep` from the project root")
+    _import_flows("sweep")
     from flows.sweep import main as sweep_main
 
     argv = [space, "--params", params_file]

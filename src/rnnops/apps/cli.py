@@ -255,6 +255,22 @@ def _sweep(
     return _call(ctx, _app_command("cmd_sweep"), params_file=ctx.find_root().params["params"])
 
 
+@_command("study", "run the RNN-vs-LSTM study (Prefect, DVC experiments); write its report")
+def _study(
+    ctx: typer.Context,
+    study: Annotated[str, typer.Argument(metavar="STUDY", help="the study file")] = "study.yaml",
+    quick: Annotated[bool, flag("--quick", help="the study file's quick form")] = False,
+    max_parallel: Annotated[
+        int | None, option("N", "points at once (default: the study file's max_parallel)")
+    ] = None,
+) -> Call:
+    """Run every point of STUDY that has not finished on this commit as an isolated DVC
+    experiment under one MLflow parent run, then write reports/study.md and .html from
+    all of them. A rerun retrains nothing that finished; a failed point reruns alone.
+    Run it from the project root (it imports flows/study.py)."""
+    return _call(ctx, _app_command("cmd_study"), params_file=ctx.find_root().params["params"])
+
+
 @_command("reproduce", "re-run a tracked model from its commit, data and params")
 def _reproduce(
     ctx: typer.Context,

@@ -323,7 +323,7 @@ class Params(_Strict):
         return "ensemble" if name in self.ensembles else self.models[name].kind
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid parameters in {source}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
@@ -344,16 +344,27 @@ def _format_error(exc: ValidationError, source: str) -> str:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a copy of ``raw`` with dotted-key overrides (``models.lstm.units``) applied."""
+    """Return a copy of ``raw`` with dotted-key overrides (``models.lstm.units``) applied.
+
+    The prefixes of ``dvc exp run -S`` (Hydra's override grammar) mean the same here:
+    ``~models.rnn`` deletes a key (its value is ignored), ``+models.gru.units`` adds one.
+    Overrides apply in order, so a deleted model can be added back with other keys.
+    """
     result = copy.deepcopy(raw)
     for dotted, value in (overrides or {}).items():
+        delete, key = dotted.startswith("~"), dotted.lstrip("~+")
         node = result
-        parts = dotted.split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            node = node.setdefault(part, {}) if not delete else node.get(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {dotted}: {part} is not a mapping")
-        node[parts[-1]] = value
+        if delete:
+            if parts[-1] not in node:
+                raise ConfigError(f"override {dotted}: there is no {key} to delete")
+            del node[parts[-1]]
+        else:
+            node[parts[-1]] = value
     return result
 
 
@@ -361,7 +372,7 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
 
 
 def serving_config(base: ServingConfig, **overrides: Any) -> ServingConfig:
@@ -370,7 +381,7 @@ def serving_config(base: ServingConfig, **overrides: Any) -> ServingConfig:
     try:
         return ServingConfig.model_validate({**base.model_dump(), **values})
     except ValidationError as exc:
-        head, *lines = _format_error(exc, "serving options").splitlines()
+        head, *lines = format_validation_error(exc, "serving options").splitlines()
         raise ConfigError(
             "\n".join([head] + [f"  serving.{line.strip()}" for line in lines])
         ) from None

@@ -55,6 +55,8 @@ PREFECT_DEPLOYMENT_TAG = "prefect.deployment"
 SWEEP_ID_TAG = "rnnops.sweep_id"
 SWEEP_POINT_TAG = "rnnops.sweep_point"
 REPRODUCES_TAG = "rnnops.reproduces"
+# Written by the study flow on its parent run; read by the study flow to resume into it.
+STUDY_ID_TAG = "rnnops.study_id"
 # Written by promote on a registered version; read by tracking.versions_of_runs (reports).
 PROMOTION_DECISION_TAG = "promotion.decision"
 PROMOTION_REASON_TAG = "promotion.reason"

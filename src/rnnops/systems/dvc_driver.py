@@ -200,7 +200,7 @@ def changed_stages(root: str | Path, env: dict | None = None) -> list[str]:
         text=True,
         timeout=300,
     )
-    _raise_for(proc, "status")
+    raise_for_failure(proc, "status")
     # Only stdout: the JSON, without the warnings DVC prints on stderr.
     status = json.loads(proc.stdout or "{}")
     return sorted(name.split(":")[-1] for name in status)
@@ -231,7 +231,7 @@ def recover_dvc_locks(root: str | Path) -> list[str]:
         ]
 
 
-def _raise_for(proc: subprocess.CompletedProcess, stage: str) -> None:
+def raise_for_failure(proc: subprocess.CompletedProcess, stage: str) -> None:
     if proc.returncode == 0:
         return
     output = (proc.stdout or "") + (proc.stderr or "")
@@ -270,47 +270,10 @@ def run_stage(
     """``dvc repro --single-item STAGE``: runs it only if something it depends on changed."""
     start = time.perf_counter()
     proc = run_dvc(["repro", "--single-item", stage], root, env, timeout, on_line)
-    _raise_for(proc, stage)
+    raise_for_failure(proc, stage)
     output = proc.stdout
     return StageResult(
         stage, f"Running stage '{stage}'" in output, time.perf_counter() - start, output
-    )
-
-
-@dataclass(frozen=True)
-class ExperimentResult:
-    name: str | None
-    seconds: float
-    output: str
-    stages_run: list[str]
-
-
-def run_experiment(
-    root: str | Path,
-    overrides: dict,
-    env: dict | None = None,
-    name: str | None = None,
-    timeout: float | None = None,
-    on_line: LineSink | None = None,
-) -> ExperimentResult:
-    """``dvc exp run --temp -S k=v``: isolated from the workspace and from other experiments."""
-    cmd = ["exp", "run", "--temp"]
-    if name:
-        cmd += ["--name", name]
-    for key, value in overrides.items():
-        cmd += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    start = time.perf_counter()
-    proc = run_dvc(cmd, root, env, timeout, on_line)
-    _raise_for(proc, "experiment")
-    output = proc.stdout
-    found = re.findall(r"Ran experiment\(s\): (\S+)", output) or re.findall(
-        r"experiment '([^']+)'", output
-    )
-    return ExperimentResult(
-        found[-1] if found else name,
-        time.perf_counter() - start,
-        output,
-        re.findall(r"Running stage '([^']+)'", output),
     )
 
 
@@ -339,60 +302,11 @@ def pull(root: str | Path, env: dict | None = None, on_line: LineSink | None = N
             proc.returncode,
             output,
         )
-    _raise_for(proc, "pull")
+    raise_for_failure(proc, "pull")
     return output
 
 
 def push(root: str | Path, env: dict | None = None, on_line: LineSink | None = None) -> str:
     proc = run_dvc(["push"], root, env, 3600, on_line)
-    _raise_for(proc, "push")
-    return proc.stdout
-
-
-def experiment_rev(root: str | Path, name: str) -> str:
-    """The git commit of DVC experiment ``name`` (its ref under ``refs/exps``)."""
-    refs = ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"]
-    proc = subprocess.run(refs, cwd=root, capture_output=True, text=True, timeout=60)
-    for line in proc.stdout.splitlines():
-        sha, _, ref = line.partition(" ")
-        if ref.rsplit("/", 1)[-1] == name:
-            return sha
-    raise StageError(f"no DVC experiment named {name!r} in {root}", "experiment", None, proc.stderr)
-
-
-def experiment_files(root: str | Path, name: str):
-    """A read-only filesystem of experiment ``name`` as it committed it (git and DVC outputs).
-
-    Outputs that git ignores and DVC does not cache (``cache: false`` under an ignored
-    directory) are not part of an experiment's commit.
-    """
-    from dvc.api import DVCFileSystem
-
-    return DVCFileSystem(str(root), rev=experiment_rev(root, name))
-
-
-def fetch_experiment_outputs(
-    root: str | Path, name: str, paths: list[str], dest: str | Path
-) -> Path:
-    """Copy ``paths`` of experiment ``name`` from git and the DVC cache into ``dest``.
-
-    The workspace is not touched: a finished ``--temp`` experiment lives only in
-    its git ref and the cache.
-    """
-    dest = Path(dest)
-    fs = experiment_files(root, name)
-    for path in paths:
-        target = dest / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if fs.isdir(path):
-            fs.get(path, str(target), recursive=True)
-        else:
-            fs.get_file(path, str(target))
-    return dest
-
-
-def apply_experiment(root: str | Path, name: str, env: dict | None = None) -> str:
-    """``dvc exp apply NAME``: bring an experiment's params, code and outputs into the workspace."""
-    proc = run_dvc(["exp", "apply", name], root, env, 600)
-    _raise_for(proc, "exp apply")
+    raise_for_failure(proc, "push")
     return proc.stdout

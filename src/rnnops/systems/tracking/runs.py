@@ -294,9 +294,12 @@ def finish_parent_run(
     table: Mapping[str, list],
     markdown: str,
     metrics: Mapping[str, float] | None = None,
-    status: str = "FINISHED",
+    status: str | None = "FINISHED",
 ) -> None:
-    """Log the summary table (``sweep_summary.json``) and report, then end the run."""
+    """Log the summary table (``sweep_summary.json``) and report, then end the run.
+
+    ``status=None`` leaves the run open (a study logs its report to it afterwards).
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -305,7 +308,27 @@ def finish_parent_run(
     for key, value in (metrics or {}).items():
         if value is not None and math.isfinite(float(value)):
             client.log_metric(run_id, key, float(value))
-    client.set_terminated(run_id, status=status)
+    if status is not None:
+        client.set_terminated(run_id, status=status)
+
+
+def find_run(experiment: str, key: str, value: str) -> str | None:
+    """The newest run of ``experiment`` tagged ``key = value`` (None when there is none)."""
+    runs = _search_tagged(key, value, experiment)
+    return max(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
+
+
+def reopen_run(run_id: str) -> None:
+    """Mark an ended run RUNNING again: a resumed study logs its new points under it."""
+    import mlflow
+
+    mlflow.MlflowClient().update_run(run_id, status="RUNNING")
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status=status)
 
 
 def _search_tagged(key: str, value: str, experiment: str) -> list:
