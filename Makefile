@@ -116,13 +116,16 @@ study: install ## the RNN-vs-LSTM study (STUDY=study.yaml; QUICK=1: R8, one seed
 bench-sweep: install ## wall time of a 4-point sweep, max_parallel 1 vs 2 (bench/results/sweep.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/sweep.py
 
-.PHONY: stack-up stack-down stack-status
+.PHONY: stack-up stack-down stack-status stack-demo
 STACK_DIR ?= $(CURDIR)/.stack
-stack-up: install ## PostgreSQL, an S3 store (moto), mlflow server and prefect server on 127.0.0.1 (.stack/)
+stack-up: install ## PostgreSQL, S3 (moto), mlflow and prefect servers, a git remote and STACK_WORKERS=2 workers on 127.0.0.1 (.stack/)
 	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/stack.py up --state-dir "$(STACK_DIR)"
 
 stack-down: ## stop every process of the stack (its PostgreSQL data stays in .stack/)
 	@$(BIN)/python scripts/stack.py down --state-dir "$(STACK_DIR)"
+
+stack-demo: install ## a 2-point sweep on the stack's workers (their own clones), then what landed where
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/stack_demo.py --state-dir "$(STACK_DIR)"
 
 stack-status: ## the stack's endpoints as NAME=VALUE lines (set -a; eval "$$(make -s stack-status)")
 	@$(BIN)/python scripts/stack.py status --state-dir "$(STACK_DIR)"

@@ -82,6 +82,23 @@ def ensure_zombie_automation(heartbeat_seconds: int | None = None):
     ).create()
 
 
+def deploy_sweep_point(
+    git_remote: str, branch: str = "main", work_pool: str = "rnnops", name: str = "sweep-point"
+) -> str:
+    """The training flow as a deployment whose code each worker clones from ``git_remote``.
+
+    Sweeps dispatch their points to it (``--deployment training/sweep-point --git-remote
+    URL``); returns the deployment's full name.
+    """
+    from prefect.runner.storage import GitRepository
+
+    training_flow.from_source(
+        source=GitRepository(url=git_remote, branch=branch),
+        entrypoint="flows/training.py:training_flow",
+    ).deploy(name=name, work_pool_name=work_pool)
+    return f"training/{name}"
+
+
 def build_deployments(
     project_dir: str,
     retrain_cron: str = RETRAIN_CRON,

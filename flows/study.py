@@ -79,6 +79,62 @@ def study_meta(plan: StudyPlan, study_raw: dict, rows: list[dict]) -> dict[str, 
     }
 
 
+def study_parent_run(plan: StudyPlan, params, root: Path, study_path: str, quick: bool) -> str:
+    """The study's MLflow parent run: the one a previous run of this plan left, reopened."""
+    logger = get_run_logger()
+    parent = tracking.find_run(params.tracking.experiment, contract.STUDY_ID_TAG, plan.study_id)
+    if parent:
+        tracking.reopen_run(parent)
+        logger.info("resuming into MLflow parent run %s", parent)
+        return parent
+    return tracking.start_parent_run(
+        params.tracking.experiment,
+        plan.study_id,
+        {
+            **tracking.lineage_tags(None, root),
+            contract.STUDY_ID_TAG: plan.study_id,
+            contract.SWEEP_ID_TAG: plan.study_id,
+            "rnnops.sweep_role": "parent",
+        },
+        {"study_file": study_path, "quick": quick, "points": len(plan.points)},
+    )
+
+
+def collect(plan: StudyPlan, root: Path, status: dict[str, dict]) -> tuple[list[dict], dict]:
+    """Rows of every completed point, read from its experiment; the SVM once per task."""
+    logger = get_run_logger()
+    rows: list[dict] = []
+    baselines: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="rnnops-study-") as tmp:
+        for i, point in enumerate(plan.points):
+            if status.get(point.name, {}).get("status") != "completed":
+                continue
+            workdir = Path(tmp) / str(i)
+            dvc_experiments.fetch_experiment_outputs(root, point.name, POINT_OUTPUTS, workdir)
+            rows += collect_point(point, workdir)
+            if point.group == "cells" and point.task not in baselines:
+                baselines[point.task] = svm_baseline(workdir)
+            logger.info("collected point %d of %d (%s)", i + 1, len(plan.points), point.name)
+    return rows, baselines
+
+
+def publish(plan: StudyPlan, rows, baselines, meta, root: Path, parent: str) -> dict[str, Path]:
+    """The report written, logged to the parent run, and its answers as a Prefect artifact."""
+    written = write_study_report(
+        plan, rows, baselines, meta, root / REPORT_MD, root / REPORT_HTML, root / REPORT_DIR
+    )
+    tracking.log_files_to_runs([parent], [written["markdown"], written["html"]], "study")
+    tracking.log_files_to_runs([parent], [root / REPORT_DIR], "study")
+    answers = written["markdown"].read_text().split("## Results per task")[0]
+    create_markdown_artifact(
+        key="study-report",
+        markdown=answers
+        + f"\nFull report: `{REPORT_HTML}`; MLflow parent run `{parent}` (artifacts `study/`).\n",
+        description=f"Study {plan.study_id}: the answers",
+    )
+    return written
+
+
 @flow(name="study", log_prints=True, persist_result=False)
 def study_flow(
     study_path: str = "study.yaml",
@@ -93,7 +149,7 @@ def study_flow(
     plan = load_plan(root, study_path, params_path, quick)
     study_raw = yaml.safe_load((root / study_path).read_text())
     params = load_params(root / params_path)
-    finished = {p.name for p in plan.points if dvc_experiments.finished_experiment(root, p.name)}
+    finished = [p for p in plan.points if dvc_experiments.finished_experiment(root, p.name)]
     logger.info(
         "study %s: %d points, %d already finished on this commit, %d to train",
         plan.study_id,
@@ -104,22 +160,7 @@ def study_flow(
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
     tracking.ensure_store(uri)
     tracking.configure(uri, params.tracking.experiment)
-    parent = tracking.find_run(params.tracking.experiment, contract.STUDY_ID_TAG, plan.study_id)
-    if parent:
-        tracking.reopen_run(parent)
-        logger.info("resuming into MLflow parent run %s", parent)
-    else:
-        parent = tracking.start_parent_run(
-            params.tracking.experiment,
-            plan.study_id,
-            {
-                **tracking.lineage_tags(None, root),
-                contract.STUDY_ID_TAG: plan.study_id,
-                contract.SWEEP_ID_TAG: plan.study_id,
-                "rnnops.sweep_role": "parent",
-            },
-            {"study_file": study_path, "quick": quick, "points": len(plan.points)},
-        )
+    parent = study_parent_run(plan, params, root, study_path, quick)
     swept = sweep_flow(
         [p.overrides for p in plan.points],
         max_parallel=max_parallel or study_raw.get("max_parallel", 1),
@@ -134,55 +175,27 @@ def study_flow(
     )
     outcome = swept.result(raise_on_failure=False) if swept.is_completed() else None
     status = {r["experiment"]: r for r in (outcome or {}).get("points", [])}
-    rows: list[dict] = []
-    baselines: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="rnnops-study-") as tmp:
-        for i, point in enumerate(plan.points):
-            if status.get(point.name, {}).get("status") != "completed":
-                continue
-            workdir = Path(tmp) / str(i)
-            dvc_experiments.fetch_experiment_outputs(root, point.name, POINT_OUTPUTS, workdir)
-            rows += collect_point(point, workdir)
-            if point.group == "cells" and point.task not in baselines:
-                baselines[point.task] = svm_baseline(workdir)
-            logger.info("collected point %d of %d (%s)", i + 1, len(plan.points), point.name)
-    failed = [p.name for p in plan.points if status.get(p.name, {}).get("status") != "completed"]
+    rows, baselines = collect(plan, root, status)
+    done = {n for n, r in status.items() if r["status"] == "completed"}
+    failed = [p.name for p in plan.points if p.name not in done]
     meta = {
         **study_meta(plan, study_raw, rows),
         "reused": sum(1 for r in status.values() if r.get("reused")),
-        "trained": sum(
-            1 for r in status.values() if r["status"] == "completed" and not r.get("reused")
-        ),
+        "trained": len(done) - sum(1 for r in status.values() if r.get("reused")),
         "failed": len(failed),
     }
-    written = {}
-    if rows:
-        written = write_study_report(
-            plan, rows, baselines, meta, root / REPORT_MD, root / REPORT_HTML, root / REPORT_DIR
-        )
-        tracking.log_files_to_runs([parent], [written["markdown"], written["html"]], "study")
-        tracking.log_files_to_runs([parent], [root / REPORT_DIR], "study")
-        markdown = written["markdown"].read_text()
-        answers = markdown.split("## Results per task")[0]
-        create_markdown_artifact(
-            key="study-report",
-            markdown=answers
-            + f"\nFull report: `{REPORT_HTML}`; MLflow parent run `{parent}` (artifacts `study/`).\n",
-            description=f"Study {plan.study_id}: the answers",
-        )
+    written = publish(plan, rows, baselines, meta, root, parent) if rows else {}
     tracking.end_run(parent, "FAILED" if failed else "FINISHED")
     for name in failed:
         logger.error("point %s did not finish; rerun the study to retry it alone", name)
+    points = [
+        {"name": p.name, **{k: v for k, v in status.get(p.name, {}).items() if k != "overrides"}}
+        for p in plan.points
+    ]
     return {
         "study_id": plan.study_id,
         "parent_run_id": parent,
-        "points": [
-            {
-                "name": p.name,
-                **{k: v for k, v in status.get(p.name, {}).items() if k != "overrides"},
-            }
-            for p in plan.points
-        ],
+        "points": points,
         "failed": failed,
         "rows": len(rows),
         "report": {k: str(v) for k, v in written.items()},

@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from flows.training import _links_env, stream_to_log, sweep_env
 from rnnops.core import contract
 from rnnops.core.config import ConfigError, load_params, parse_params
 from rnnops.core.sweep_plan import SweepError, expand_space, load_space, summary_markdown
-from rnnops.systems import dvc_driver, dvc_experiments, tracking
+from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -113,6 +114,8 @@ def dispatch_point(
             f"point {index} ({name}): flow run {flow_run.id} ended "
             f"{flow_run.state.type.value}: {flow_run.state.message}"
         )
+    if sweep.get("git_remote"):  # it ran in a worker's own clone: bring it here
+        worker_clone.pull_experiment(root, sweep["git_remote"], name)
     return {"flow_run_id": str(flow_run.id), **point_outcome(root, name, metric)}
 
 
@@ -137,6 +140,132 @@ def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> di
     return asdict(decision)
 
 
+@dataclass(frozen=True)
+class SweepContext:
+    """What every point of one sweep shares."""
+
+    root: Path
+    sweep_id: str
+    parent: str
+    metric: str
+    uri: str
+    dispatch: str
+    deployment_name: str | None
+    shared: dict[str, str]  # a worker's clone: git remote, ref and commit
+
+
+def check_arguments(dispatch, deployment_name, max_parallel, git_remote) -> None:
+    if dispatch not in ("local", "deployment"):
+        raise SweepError(f"dispatch must be 'local' or 'deployment', not {dispatch!r}")
+    if dispatch == "deployment" and not deployment_name:
+        raise SweepError("dispatch='deployment' needs deployment_name (e.g. training/sweep-point)")
+    if max_parallel < 1:
+        raise SweepError("max_parallel must be at least 1")
+    if git_remote and dispatch != "deployment":
+        raise SweepError("git_remote is for dispatch='deployment' (workers with their own clones)")
+
+
+def validated_points(root: Path, params_path: str, space, point_names) -> list[dict[str, Any]]:
+    """The space's points, each checked as params before anything runs."""
+    points = expand_space(space)
+    if point_names is not None and len(point_names) != len(points):
+        raise SweepError(f"{len(point_names)} point names for {len(points)} points")
+    for i, overrides in enumerate(points):
+        try:
+            load_params(root / params_path, overrides)
+        except ConfigError as exc:
+            raise SweepError(f"point {i} {overrides}: {exc}") from None
+    return points
+
+
+def submit_point(runner, ctx: SweepContext, index: int, overrides: dict, name: str):
+    sweep = {
+        "sweep_id": ctx.sweep_id,
+        "parent_run_id": ctx.parent,
+        "point": index,
+        "name": name,
+        **ctx.shared,
+    }
+    common = {"root": str(ctx.root), "index": index, "overrides": overrides, "name": name}
+    if ctx.dispatch == "deployment":
+        return runner.submit(
+            dispatch_point,
+            {
+                **common,
+                "sweep": sweep,
+                "metric": ctx.metric,
+                "deployment_name": ctx.deployment_name,
+            },
+        )
+    env = dvc_driver.subprocess_env(
+        {**_links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": ctx.uri}
+    )
+    return runner.submit(sweep_point, {**common, "env": env, "metric": ctx.metric})
+
+
+def run_points(ctx, points, point_names, max_parallel, reuse_finished) -> list[dict]:
+    """Every point run (or read back), at most ``max_parallel`` at once; a row each."""
+    logger = get_run_logger()
+    futures = []
+    with ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
+        for i, overrides in enumerate(points):
+            name = point_names[i] if point_names else f"{ctx.sweep_id}-p{i}"
+            if reuse_finished and dvc_experiments.finished_experiment(ctx.root, name):
+                logger.info("point %d (%s) finished on this commit: read back, not rerun", i, name)
+                futures.append((i, overrides, name, None))
+            else:
+                futures.append((i, overrides, name, submit_point(runner, ctx, i, overrides, name)))
+        rows = []
+        for i, overrides, name, future in futures:
+            row = {"point": i, "overrides": overrides, "experiment": name}
+            if future is None:
+                outcome = point_outcome(ctx.root, name, ctx.metric)
+                row.update(status="completed", reused=True, **outcome)
+                rows.append(row)
+                continue
+            future.wait()
+            if future.state.is_completed():
+                row.update(status="completed", **future.result())
+            else:
+                exc = future.result(raise_on_failure=False)
+                row.update(status="failed", error=str(exc).strip().splitlines()[0][:300])
+                row["error_detail"] = str(exc)[-1500:]
+            rows.append(row)
+    return rows
+
+
+def finish(ctx: SweepContext, rows, best, promotion, owns_parent: bool) -> str:
+    """The summary to the parent run (ended if the sweep owns it) and a Prefect artifact."""
+    completed = [r for r in rows if r["status"] == "completed"]
+    markdown = summary_markdown(ctx.sweep_id, rows, best, promotion)
+    table = {
+        "point": [r["point"] for r in rows],
+        "experiment": [r["experiment"] for r in rows],
+        "overrides": [json.dumps(r["overrides"]) for r in rows],
+        "status": [r["status"] for r in rows],
+        "candidate": [r.get("candidate") for r in rows],
+        ctx.metric: [r.get("score") for r in rows],
+        "error": [r.get("error") for r in rows],
+    }
+    tracking.finish_parent_run(
+        ctx.parent,
+        table,
+        markdown,
+        {
+            f"best_{ctx.metric}": best["score"] if best else None,
+            "failed_points": len(rows) - len(completed),
+        },
+        # A caller's parent run stays open for what the caller logs next.
+        status=("FINISHED" if completed else "FAILED") if owns_parent else None,
+    )
+    create_markdown_artifact(
+        key="sweep-report",
+        markdown=markdown,
+        description=f"Sweep {ctx.sweep_id}: points and promotion",
+    )
+    return markdown
+
+
 @flow(name="sweep", log_prints=True, persist_result=False)
 def sweep_flow(
     space: dict[str, list] | list[dict[str, Any]],
@@ -151,32 +280,22 @@ def sweep_flow(
     point_names: list[str] | None = None,
     reuse_finished: bool = False,
     parent_run_id: str | None = None,
+    git_remote: str | None = None,
 ) -> dict[str, Any]:
     """Run every point of ``space`` as a DVC experiment, at most ``max_parallel`` at once.
 
     ``point_names`` names the experiments (default ``<sweep_id>-p<i>``); with
     ``reuse_finished`` a point whose experiment already ran on this commit is read back,
     not retrained. ``parent_run_id``: an MLflow run the caller owns (a study's), which
-    the sweep logs its table to and leaves running.
+    the sweep logs its table to and leaves running. ``git_remote`` (with
+    ``dispatch="deployment"``): workers with their own clones fetch this commit from that
+    remote and push their experiments back to it (:mod:`rnnops.systems.worker_clone`).
     """
     logger = get_run_logger()
-    if dispatch not in ("local", "deployment"):
-        raise SweepError(f"dispatch must be 'local' or 'deployment', not {dispatch!r}")
-    if dispatch == "deployment" and not deployment_name:
-        raise SweepError("dispatch='deployment' needs deployment_name (e.g. training/sweep-point)")
-    if max_parallel < 1:
-        raise SweepError("max_parallel must be at least 1")
+    check_arguments(dispatch, deployment_name, max_parallel, git_remote)
     root = Path(project_dir or os.getcwd()).resolve()
-    points = expand_space(space)
-    if point_names is not None and len(point_names) != len(points):
-        raise SweepError(f"{len(point_names)} point names for {len(points)} points")
+    points = validated_points(root, params_path, space, point_names)
     params = load_params(root / params_path)
-    for i, overrides in enumerate(points):  # a bad key fails the sweep before anything runs
-        try:
-            load_params(root / params_path, overrides)
-        except ConfigError as exc:
-            raise SweepError(f"point {i} {overrides}: {exc}") from None
-    metric = params.promotion.metric
     sweep_id = sweep_id or new_sweep_id()
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
     tracking.ensure_store(uri)
@@ -193,62 +312,19 @@ def sweep_flow(
         {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
     )
     logger.info("sweep %s: %d points, at most %d at once", sweep_id, len(points), max_parallel)
-
-    futures = []
-    with ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
-        for i, overrides in enumerate(points):
-            name = point_names[i] if point_names else f"{sweep_id}-p{i}"
-            sweep = {"sweep_id": sweep_id, "parent_run_id": parent, "point": i, "name": name}
-            if reuse_finished and dvc_experiments.finished_experiment(root, name):
-                logger.info("point %d (%s) finished on this commit: read back, not rerun", i, name)
-                futures.append((i, overrides, name, None))
-                continue
-            if dispatch == "deployment":
-                future = runner.submit(
-                    dispatch_point,
-                    {
-                        "root": str(root),
-                        "index": i,
-                        "overrides": overrides,
-                        "name": name,
-                        "sweep": sweep,
-                        "metric": metric,
-                        "deployment_name": deployment_name,
-                    },
-                )
-            else:
-                env = dvc_driver.subprocess_env(
-                    {**_links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": uri}
-                )
-                future = runner.submit(
-                    sweep_point,
-                    {
-                        "root": str(root),
-                        "index": i,
-                        "overrides": overrides,
-                        "name": name,
-                        "env": env,
-                        "metric": metric,
-                    },
-                )
-            futures.append((i, overrides, name, future))
-        rows = []
-        for i, overrides, name, future in futures:
-            row = {"point": i, "overrides": overrides, "experiment": name}
-            if future is None:
-                row.update(status="completed", reused=True, **point_outcome(root, name, metric))
-                rows.append(row)
-                continue
-            future.wait()
-            state = future.state
-            if state.is_completed():
-                row.update(status="completed", **future.result())
-            else:
-                exc = future.result(raise_on_failure=False)
-                row.update(status="failed", error=str(exc).strip().splitlines()[0][:300])
-                row["error_detail"] = str(exc)[-1500:]
-            rows.append(row)
-
+    shared: dict[str, str] = {}
+    if git_remote:
+        commit = worker_clone.publish_commit(root, git_remote, sweep_id)
+        shared = {
+            "git_remote": git_remote,
+            "ref": worker_clone.sweep_ref(sweep_id),
+            "commit": commit,
+        }
+        logger.info("workers fetch %s from %s (%s)", commit[:10], git_remote, shared["ref"])
+    ctx = SweepContext(
+        root, sweep_id, parent, params.promotion.metric, uri, dispatch, deployment_name, shared
+    )
+    rows = run_points(ctx, points, point_names, max_parallel, reuse_finished)
     completed = [r for r in rows if r["status"] == "completed"]
     best = max(completed, key=lambda r: r["score"]) if completed else None
     promotion = None
@@ -265,31 +341,7 @@ def sweep_flow(
     if best and apply_best:
         dvc_experiments.apply_experiment(root, best["experiment"])
         logger.info("applied %s to the workspace", best["experiment"])
-
-    markdown = summary_markdown(sweep_id, rows, best, promotion)
-    table = {
-        "point": [r["point"] for r in rows],
-        "experiment": [r["experiment"] for r in rows],
-        "overrides": [json.dumps(r["overrides"]) for r in rows],
-        "status": [r["status"] for r in rows],
-        "candidate": [r.get("candidate") for r in rows],
-        metric: [r.get("score") for r in rows],
-        "error": [r.get("error") for r in rows],
-    }
-    tracking.finish_parent_run(
-        parent,
-        table,
-        markdown,
-        {
-            f"best_{metric}": best["score"] if best else None,
-            "failed_points": len(rows) - len(completed),
-        },
-        # A caller's parent run stays open for what the caller logs next.
-        status=None if parent_run_id else ("FINISHED" if completed else "FAILED"),
-    )
-    create_markdown_artifact(
-        key="sweep-report", markdown=markdown, description=f"Sweep {sweep_id}: points and promotion"
-    )
+    finish(ctx, rows, best, promotion, owns_parent=parent_run_id is None)
     for r in rows:
         if r["status"] != "completed":
             logger.error("point %d %s failed: %s", r["point"], r["overrides"], r["error"])
@@ -320,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--project-dir", default=None)
     parser.add_argument("--deployment", help="dispatch points to this deployment's work pool")
+    parser.add_argument(
+        "--git-remote",
+        help="with --deployment: workers clone this git remote (URL or path) and push back",
+    )
     args = parser.parse_args(argv)
     space, options = load_space(args.space)
     state = sweep_flow(
@@ -331,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         params_path=args.params,
         dispatch="deployment" if args.deployment else "local",
         deployment_name=args.deployment,
+        git_remote=args.git_remote,
         return_state=True,
     )
     if not state.is_completed():

@@ -25,7 +25,7 @@ from flows.training_report import report_markdown
 from rnnops.core import contract, stage_output
 from rnnops.core.config import load_params
 from rnnops.core.io import read_json
-from rnnops.systems import dvc_driver, dvc_experiments, tracking
+from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -135,6 +135,20 @@ def dvc_pull(root: str, env: dict[str, str]) -> None:
         raise
 
 
+@task(name="worker-checkout", task_run_name="clone at {commit:.10}", persist_result=False)
+def worker_checkout(git_remote: str, ref: str, commit: str) -> Path:
+    """This worker's own clone of the project, at the sweep's commit."""
+    root = worker_clone.prepare_clone(worker_clone.worker_home(), git_remote, ref, commit)
+    get_run_logger().info("clone %s at %s", root, commit[:10])
+    return root
+
+
+@task(name="dvc-exp-push", task_run_name="dvc exp push {name}", persist_result=False)
+def experiment_push(root: str, git_remote: str, name: str, env: dict[str, str]) -> None:
+    """The point's experiment back to the git remote, its outputs to the DVC remote."""
+    worker_clone.push_experiment(root, git_remote, name, env)
+
+
 @task(name="dvc-push", task_run_name="dvc push", persist_result=False)
 def dvc_push(root: str, env: dict[str, str]) -> None:
     dvc_driver.push(root, env, on_line=stream_to_log())
@@ -225,6 +239,9 @@ def training_flow(
         logger.warning(message)
         return {"skipped": message}
     root = Path(project_dir or os.getcwd()).resolve()
+    remote = (sweep or {}).get("git_remote")
+    if remote:  # a worker with its own clone: the sweep's commit from the git remote
+        root = worker_checkout(remote, sweep["ref"], sweep["commit"])
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
@@ -233,6 +250,17 @@ def training_flow(
         if sweep
         else {**_links_env(), "MLFLOW_TRACKING_URI": uri}
     )
+    if remote:
+        # The clone's own code runs the stages, as on a machine that installed its clone.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(root / "src"), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        worker_clone.point_remote_at(
+            root,
+            os.environ.get(contract.DVC_REMOTE_ENV),
+            os.environ.get(contract.S3_ENDPOINT_ENV),
+            env,
+        )
     policy = {
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(retry_delay_seconds),
@@ -246,11 +274,16 @@ def training_flow(
     if overrides or sweep:
         tracking.ensure_store(uri)  # create the store once, before any parallel work
         _reap_dead_runs(uri)
+        if remote:
+            dvc_pull.with_options(**policy)(str(root), env)  # what the bucket already holds
         summary.update(
             dvc_experiment.with_options(**policy)(
                 str(root), dict(overrides or {}), env, (sweep or {}).get("name")
             )
         )
+        if remote:
+            experiment_push.with_options(**policy)(str(root), remote, sweep["name"], env)
+            summary["pushed_to"] = remote
     else:
         with dvc_driver.workspace_lock(root):
             for message in dvc_driver.recover_dvc_locks(root):

@@ -1,6 +1,6 @@
 """A team's servers on one machine: PostgreSQL, an S3 store, MLflow and Prefect on 127.0.0.1.
 
-    python scripts/stack.py up [--state-dir DIR]      # start everything, print the endpoints
+    python scripts/stack.py up [--state-dir DIR] [--workers N]   # start everything, print the endpoints
     python scripts/stack.py status [--state-dir DIR]  # NAME=VALUE lines; exit 1 when down
     python scripts/stack.py down [--state-dir DIR]    # stop everything, no process left
 
@@ -8,6 +8,11 @@ Every piece is the real server a team runs (PostgreSQL, `mlflow server`, `prefec
 except the object store: moto's standalone S3 server speaks plain S3, so the project uses
 it exactly as it would a real bucket (`dvc-s3`, MLflow's S3 artifact store). Its objects
 live in memory and are lost when the stack stops.
+
+Beside the servers: a bare git repository (the team's git remote) and N Prefect workers
+(``STACK_WORKERS``, default 2) on the work pool, each in a directory of its own where it
+keeps its own clone of the project (``RNNOPS_WORKER_HOME``): they share nothing with the
+project directory but the servers, the bucket and the git remote.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from rnnops.core import contract
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT_STATE = ROOT / ".stack"
@@ -41,8 +48,13 @@ S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "rnnops-local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-# The services started as process groups, in the order they are stopped.
+# The services started as process groups, in the order they are stopped (workers first).
 SERVICES = ("prefect", "mlflow", "s3")
+
+
+def services(info: dict) -> list[str]:
+    workers = sorted(n for n in info.get("pids", {}) if n.startswith("worker-"))
+    return [*workers, *SERVICES]
 
 
 def free_port() -> int:
@@ -94,6 +106,8 @@ def endpoints(info: dict) -> dict[str, str]:
         "DVC_REMOTE_URL": f"s3://{BUCKET}/dvc",
         "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{BUCKET}/mlflow",
         "POSTGRES_URL": f"postgresql://{pg}/postgres",
+        "GIT_REMOTE_URL": info.get("git_remote", ""),
+        "STACK_WORKERS": str(info.get("workers", 0)),
         # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the driver here is psycopg2.
         "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{pg}/mlflow",
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/prefect",
@@ -259,7 +273,31 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def up(state: Path) -> dict:
+def start_workers(state: Path, info: dict, count: int, env: dict) -> None:
+    """``count`` process workers on the pool, each with a home (and clone) of its own."""
+    git_remote = state / "git" / "rnnops.git"
+    if not git_remote.exists():
+        git_remote.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "--quiet", "--bare", str(git_remote)], check=True)
+    info["git_remote"], info["workers"] = str(git_remote), count
+    for k in range(1, count + 1):
+        name = f"worker-{k}"
+        home = state / "workers" / name
+        home.mkdir(parents=True, exist_ok=True)
+        worker_env = {
+            **{key: value for key, value in env.items() if not key.startswith("PREFECT_SERVER_")},
+            "PREFECT_HOME": str(home / "prefect-home"),
+            contract.WORKER_HOME_ENV: str(home),
+            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
+        }
+        cmd = [str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+        info["pids"][name] = spawn(
+            [*cmd, "--name", name, "--limit", "1"], worker_env, state / "logs" / f"{name}.log", home
+        )
+        (state / "stack.json").write_text(json.dumps(info, indent=2))
+
+
+def up(state: Path, workers: int = 2) -> dict:
     if (info := read_state(state)) and all_running(state, info):
         return info
     down(state, quiet=True)
@@ -376,6 +414,20 @@ def up(state: Path) -> dict:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        urls = endpoints(info)
+        start_workers(
+            state,
+            info,
+            workers,
+            {
+                **prefect_env,
+                **S3_CREDENTIALS,
+                "MLFLOW_TRACKING_URI": urls["MLFLOW_TRACKING_URI"],
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                contract.S3_ENDPOINT_ENV: urls["S3_ENDPOINT_URL"],
+                contract.DVC_REMOTE_ENV: urls["DVC_REMOTE_URL"],
+            },
+        )
     except BaseException:
         down(state, quiet=True)
         raise
@@ -395,7 +447,7 @@ def all_running(state: Path, info: dict) -> bool:
     return bool(
         pid
         and alive(pid)
-        and all(group_alive(info["pids"].get(name, 0) or -1) for name in SERVICES)
+        and all(group_alive(info["pids"].get(name, 0) or -1) for name in services(info))
     )
 
 
@@ -415,7 +467,7 @@ def stop_group(pgid: int, timeout: float = 30) -> None:
 def down(state: Path, quiet: bool = False) -> None:
     info = read_state(state)
     if info:
-        for name in SERVICES:
+        for name in services(info):
             pgid = info["pids"].get(name)
             if pgid and pgid > 0:
                 stop_group(pgid)
@@ -446,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("STACK_WORKERS") or 2),
+        help="Prefect workers to start, each with its own clone (default $STACK_WORKERS, else 2)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(os.environ.get("STACK_DIR") or DEFAULT_STATE),
@@ -454,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state = args.state_dir.resolve()
     if args.command == "up":
-        up(state)
+        if args.workers < 0:
+            parser.error("--workers must be 0 or more")
+        up(state, args.workers)
         return status(state)
     if args.command == "down":
         down(state)

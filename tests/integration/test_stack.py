@@ -32,8 +32,10 @@ pytestmark = [
 STACK = [sys.executable, str(PROJECT_ROOT / "scripts" / "stack.py")]
 
 
-def stack(command: str, state: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
+def stack(
+    command: str, state: Path, check: bool = True, **extra: str
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
     proc = subprocess.run(
         [*STACK, command, "--state-dir", str(state)],
         env=env,
@@ -69,34 +71,126 @@ def stack_pids(state: Path) -> set[int]:
 
     info = json.loads((state / "stack.json").read_text())
     ports = {str(info[k]) for k in ("pg_port", "s3_port", "mlflow_port", "prefect_port")}
+    groups = {pgid for pgid in info.get("pids", {}).values() if pgid}
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+        except (OSError, IndexError, ValueError):
             continue
         words = [a.decode(errors="replace") for a in args]
         line = " ".join(words)
-        if str(state) in line or (ports & set(words) and "127.0.0.1" in line):
+        if str(state) in line or (ports & set(words) and "127.0.0.1" in line) or group in groups:
             found.add(int(entry.name))
     return found
 
 
 @pytest.fixture(scope="session")
-def team_stack():
+def team_stack(tiny_nltk_data):
     # PostgreSQL runs as the 'postgres' user when tests run as root, and that user must
     # reach the cluster's directory: pytest's tmp dirs are private to their owner.
     state = Path(tempfile.mkdtemp(prefix="rnnops-stack-"))
     state.chmod(0o755)
     try:
-        values = parse(stack("up", state).stdout)
+        # Two workers, each with its own clone; they read the tiny corpus like any machine
+        # that has the corpus installed.
+        values = parse(
+            stack(
+                "up",
+                state,
+                STACK_WORKERS="2",
+                NLTK_DATA=str(tiny_nltk_data),
+                PREFECT_WORKER_QUERY_SECONDS="2",
+            ).stdout
+        )
         assert values["STACK"] == "up", values
         yield state, values
     finally:
         stack("down", state, check=False)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def s3_keys(values: dict, prefix: str) -> list[str]:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=values["S3_ENDPOINT_URL"],
+        region_name=values["AWS_DEFAULT_REGION"],
+        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+    )
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=values["S3_BUCKET"], Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path, tiny_nltk_data):
+    import mlflow
+
+    state, values = team_stack
+    params = tiny_params()
+    params["models"] = {"lstm": params["models"]["lstm"]}
+    params["promotion"]["registered_model"] = "stack-sweep"
+    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
+    env.update(
+        {
+            k: values[k]
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        },
+        MLFLOW_TRACKING_URI=values["MLFLOW_TRACKING_URI"],
+        PREFECT_API_URL=values["PREFECT_API_URL"],
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
+    # What a team member does once: the bucket as the DVC remote, the team's git remote.
+    run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
+    run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
+    (project / "space.yaml").write_text("space:\n  models.lstm.units: [5, 6]\n")
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "the bucket as remote; a sweep"], project, env)
+    run(["git", "push", "-q", remote, "HEAD:refs/heads/main"], project, env)
+    deploy = f"from flows.deployments import deploy_sweep_point; deploy_sweep_point({remote!r})"
+    run([sys.executable, "-c", deploy], project, env)
+
+    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "2"]
+    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
+    out = run(sweep, project, env, timeout=1200).stdout
+    assert "2 of 2 points completed" in out, out[-3000:]
+
+    # Each worker ran one point in its own clone, from the git remote, not from the project.
+    homes = [state / "workers" / name for name in ("worker-1", "worker-2")]
+    for home in homes:
+        assert (home / "project" / ".git").is_dir(), list(home.iterdir())
+        log = (state / "logs" / f"{home.name}.log").read_text()
+        assert "Completed" in log, log[-2000:]
+    # Their experiments are refs in the git remote and in the project (pulled back).
+    remote_refs = run(["git", "ls-remote", remote, "refs/exps/*"], project, env).stdout
+    local_refs = run(["git", "for-each-ref", "refs/exps"], project, env).stdout
+    assert remote_refs.count("refs/exps/") == 2 and local_refs.count("refs/exps/") == 2
+    # Runs in PostgreSQL (through the server), children of one parent; one promotion.
+    client = mlflow.MlflowClient(values["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("reuters-topics")
+    runs = client.search_runs([exp.experiment_id], "tags.`rnnops.sweep_role` = 'parent'")
+    parent = max(runs, key=lambda r: r.info.start_time)
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    versions = client.search_model_versions("name='stack-sweep'")
+    assert len(versions) == 1 and "champion" in versions[0].aliases
+    # Their outputs are objects in the bucket; the champion loads from it.
+    assert any(k.endswith("model.keras") or "/files/md5/" in k for k in s3_keys(values, "dvc/"))
+    from rnnops.systems.tracking import load_text_model
+
+    mlflow.set_tracking_uri(values["MLFLOW_TRACKING_URI"])
+    import pandas as pd
+
+    model = load_text_model("models:/stack-sweep@champion")
+    assert len(model.predict(pd.DataFrame({"text": ["wheat exports rose"]}))) == 1
+    assert run(["git", "status", "--porcelain"], project, env).stdout.strip() == ""
 
 
 def test_pipeline_on_the_stack(team_stack, tmp_path, tiny_nltk_data):

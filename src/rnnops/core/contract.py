@@ -32,6 +32,15 @@ PROMOTE_MODE_ENV = "RNNOPS_PROMOTE_MODE"
 REPRODUCES_ENV = "RNNOPS_REPRODUCES"
 # Set by the user (default 4); read by tracking: MLflow write calls in flight per process.
 MAX_CONCURRENT_CALLS_ENV = "RNNOPS_MLFLOW_MAX_CONCURRENT_CALLS"
+# Written by scripts/stack.py for each worker it starts; read by systems.worker_clone (where
+# the worker keeps its own clone of the project).
+WORKER_HOME_ENV = "RNNOPS_WORKER_HOME"
+# Written by scripts/stack.py (the S3 endpoint of a bucket that is not AWS's); read by
+# systems.worker_clone to point a worker's DVC remote at it.
+S3_ENDPOINT_ENV = "S3_ENDPOINT_URL"
+# Written by scripts/stack.py (the bucket's DVC remote, s3://...); read by
+# systems.worker_clone: a worker's clone pulls from and pushes to it.
+DVC_REMOTE_ENV = "DVC_REMOTE_URL"
 # Set by the user; read by flows.deployments: the schedules and the Late-run policy.
 RETRAIN_CRON_ENV = "RNNOPS_RETRAIN_CRON"
 BATCH_INTERVAL_MINUTES_ENV = "RNNOPS_BATCH_INTERVAL_MINUTES"

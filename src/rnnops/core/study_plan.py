@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -63,6 +63,7 @@ class QuickForm(_Strict):
     probes: list[str] | None = None
     cells: list[str] | None = None
     with_skip: bool | None = None
+    probe_cells: list[str] | None = None  # the cells each probe retrains
     remedies: bool = True
     train_fractions: list[Annotated[float, Field(gt=0.0, lt=1.0)]] | None = None
     model: Overrides = {}  # applied to every model of the study, e.g. {epochs: 5}
@@ -96,15 +97,16 @@ class StudyFile(_Strict):
             unknown = set(probe.cells or []) - set(self.cells)
             if unknown:
                 raise ValueError(f"probes.{name}.cells: no such cell {sorted(unknown)}")
-        for key, known in (
-            ("tasks", self.tasks),
-            ("probes", self.probes),
-            ("cells", self.cells),
+        for key, section, known in (
+            ("tasks", "tasks", self.tasks),
+            ("probes", "probes", self.probes),
+            ("cells", "cells", self.cells),
+            ("probe_cells", "cells", self.cells),
         ):
             chosen = getattr(self.quick, key)
             if chosen is not None and set(chosen) - set(known):
                 raise ValueError(
-                    f"quick.{key}: {sorted(set(chosen) - set(known))} not in {key} "
+                    f"quick.{key}: {sorted(set(chosen) - set(known))} not in {section} "
                     f"({', '.join(known) or 'none'})"
                 )
         if self.quick.seeds is not None and not self.quick.seeds:
@@ -307,75 +309,91 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def plan_study(study: StudyFile, params_raw: dict, quick: bool = False) -> StudyPlan:
-    """Every point of the study (or of its quick form), validated before anything runs."""
-    q = study.quick if quick else QuickForm()
-    tasks = {t: study.tasks[t] for t in (q.tasks if q.tasks is not None else study.tasks)}
-    seeds = q.seeds if q.seeds is not None else study.seeds
+class _Layout(NamedTuple):
+    """One kind of point of a task, before it is crossed with the seeds."""
+
+    task: str
+    group: Literal["cells", "remedies", "fraction"]
+    probe: str
+    fraction: float
+    preprocess: Overrides
+    models: list[StudyModel]
+    label: str
+
+
+def _quick_view(study: StudyFile, q: QuickForm) -> StudyFile:
+    """The study as its quick form sees it: fewer cells, tasks, seeds and probes."""
     probes = {p: study.probes[p] for p in (q.probes if q.probes is not None else study.probes)}
-    fractions = (
-        q.train_fractions
-        if q.train_fractions is not None
-        else (study.remedies.train_fractions if study.remedies else [])
+    if q.probe_cells is not None:
+        probes = {n: spec.model_copy(update={"cells": q.probe_cells}) for n, spec in probes.items()}
+    return study.model_copy(
+        update={
+            "tasks": {t: study.tasks[t] for t in (q.tasks or study.tasks)},
+            "seeds": q.seeds or study.seeds,
+            "probes": probes,
+            "cells": {c: study.cells[c] for c in (q.cells or study.cells)},
+            "with_skip": study.with_skip if q.with_skip is None else q.with_skip,
+        }
     )
+
+
+def _layouts(study: StudyFile, params_raw: dict, q: QuickForm, quick: bool) -> list[_Layout]:
     pre_base = dict(params_raw.get("preprocess") or {})
-    if q.cells is not None or q.with_skip is not None:
-        study = study.model_copy(
-            update={
-                "cells": {c: study.cells[c] for c in (q.cells or study.cells)},
-                "with_skip": study.with_skip if q.with_skip is None else q.with_skip,
-            }
-        )
     cells = cell_models(study, params_raw, q.model)
     remedies = (
         remedy_models(study.remedies, params_raw, q.model)
         if study.remedies and (q.remedies or not quick)
         else []
     )
-    layouts: list[tuple[str, str, str, float, Overrides, list[StudyModel], str]] = []
-    for task, settings in tasks.items():
+    fractions = (
+        q.train_fractions
+        if q.train_fractions is not None
+        else (study.remedies.train_fractions if study.remedies else [])
+    )
+    out = []
+    for task, settings in study.tasks.items():
         _check_preprocess(pre_base, settings, f"tasks.{task}")
-        layouts.append((task, "cells", STANDARD_PROBE, 1.0, dict(settings), cells, "cells"))
-        for probe, spec in probes.items():
-            _check_preprocess(pre_base, {**settings, **spec.preprocess}, f"probes.{probe}")
-            chosen = set(spec.cells if spec.cells is not None else study.cells) & set(study.cells)
+        out.append(_Layout(task, "cells", STANDARD_PROBE, 1.0, dict(settings), cells, "cells"))
+        for probe, spec in study.probes.items():
+            pre = {**settings, **spec.preprocess}
+            _check_preprocess(pre_base, pre, f"probes.{probe}")
+            chosen = set(spec.cells if spec.cells is not None else study.cells)
             probed = [m for m in cells if m.cell in chosen or m.role == "skip_only"]
-            layouts.append(
-                (
-                    task,
-                    "cells",
-                    probe,
-                    1.0,
-                    {**settings, **spec.preprocess},
-                    probed,
-                    f"cells-{probe}",
-                )
-            )
+            out.append(_Layout(task, "cells", probe, 1.0, pre, probed, f"cells-{probe}"))
         if remedies:
-            layouts.append(
-                (task, "remedies", STANDARD_PROBE, 1.0, dict(settings), remedies, "remedies")
+            out.append(
+                _Layout(task, "remedies", STANDARD_PROBE, 1.0, dict(settings), remedies, "remedies")
             )
-            for fraction in fractions:
-                pre = {**settings, "train_fraction": fraction}
-                layouts.append(
-                    (
-                        task,
-                        "fraction",
-                        STANDARD_PROBE,
-                        fraction,
-                        pre,
-                        remedies[:1],
-                        f"frac{fraction:g}",
-                    )
+            for f in fractions:
+                pre = {**settings, "train_fraction": f}
+                out.append(
+                    _Layout(task, "fraction", STANDARD_PROBE, f, pre, remedies[:1], f"frac{f:g}")
                 )
+    return out
+
+
+def plan_study(study: StudyFile, params_raw: dict, quick: bool = False) -> StudyPlan:
+    """Every point of the study (or of its quick form), validated before anything runs."""
+    q = study.quick if quick else QuickForm()
+    study = _quick_view(study, q)
     points = []
-    for task, group, probe, fraction, pre, models, label in layouts:
-        for seed in seeds:
-            overrides = point_overrides(params_raw, pre, models, seed)
-            slug = label.replace(".", "")
-            name = f"{study.name}-{task}-s{seed}-{slug}-{_digest(overrides)[:7]}"
+    for layout in _layouts(study, params_raw, q, quick):
+        for seed in study.seeds:
+            overrides = point_overrides(params_raw, layout.preprocess, layout.models, seed)
+            slug = layout.label.replace(".", "")
+            name = f"{study.name}-{layout.task}-s{seed}-{slug}-{_digest(overrides)[:7]}"
             points.append(
-                StudyPoint(name, group, task, seed, probe, fraction, pre, tuple(models), overrides)
+                StudyPoint(
+                    name,
+                    layout.group,
+                    layout.task,
+                    seed,
+                    layout.probe,
+                    layout.fraction,
+                    layout.preprocess,
+                    tuple(layout.models),
+                    overrides,
+                )
             )
     study_id = f"{study.name}{'-quick' if quick else ''}-{_digest([p.name for p in points])[:8]}"
     return StudyPlan(study_id, tuple(points), quick)

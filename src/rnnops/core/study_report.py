@@ -194,16 +194,7 @@ def quartile_table(summary: list[dict]) -> list[str]:
     return lines
 
 
-def study_markdown(
-    study_id: str,
-    rows: list[dict],
-    baselines: dict[str, dict],
-    meta: dict[str, Any],
-    figures: dict[str, str],
-) -> str:
-    """``meta``: tasks (name -> task kind), cells (name -> model config), probes, points."""
-    tasks, kinds = list(meta["tasks"]), meta["tasks"]
-    cells, probes = meta["cells"], meta.get("probes", {})
+def _header(study_id: str, rows: list[dict], meta: dict[str, Any]) -> list[str]:
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"# The RNN-vs-LSTM study (`{study_id}`)",
@@ -211,7 +202,7 @@ def study_markdown(
         f"{meta['points']} DVC experiments ({meta.get('trained', 0)} trained in this run, "
         f"{meta.get('reused', 0)} read back, {meta.get('failed', 0)} failed); "
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); "
-        f"tasks: {', '.join(title(t) for t in tasks)}.",
+        f"tasks: {', '.join(title(t) for t in meta['tasks'])}.",
         "",
         "Every model chose its epoch (early stopping) and decision threshold on validation "
         "documents carved from the training split; the test split only reports. Differences "
@@ -226,18 +217,13 @@ def study_markdown(
             f"{meta['budget']:,} weights (the default bidirectional LSTM's).",
             "",
         ]
-    lines += ["## Answers", ""]
-    for section in (
-        gates_section(rows, tasks, kinds, cells),
-        long_range_section(rows, tasks, cells, probes),
-        bag_section(rows, tasks, kinds, cells),
-        directions_section(rows, tasks, kinds, cells),
-        remedies_section(rows, tasks, kinds),
-    ):
-        if section:
-            lines += [*section, ""]
-    lines += ["## Results per task", ""]
-    for task in tasks:
+    return lines
+
+
+def _results_section(rows: list[dict], baselines: dict, meta: dict[str, Any]) -> list[str]:
+    kinds, probes = meta["tasks"], meta.get("probes", {})
+    lines = ["## Results per task", ""]
+    for task in kinds:
         metric = headline_metric(kinds[task])
         for probe in [STANDARD_PROBE, *probes]:
             summary = summary_rows(rows, metric, task=task, probe=probe, group="cells")
@@ -249,22 +235,45 @@ def study_markdown(
             quartiles = quartile_table(summary)
             if quartiles:
                 edges = meta.get("quartile_edges", {}).get(task)
+                where = f" (token counts {edges})" if edges else ""
                 lines += [
-                    "Micro-F1 by test-document length quartile"
-                    + (f" (token counts {edges})" if edges else "")
-                    + ":",
+                    f"Micro-F1 by test-document length quartile{where}:",
                     "",
                     *quartiles,
                     "",
                 ]
+    return lines
+
+
+def study_markdown(
+    study_id: str,
+    rows: list[dict],
+    baselines: dict[str, dict],
+    meta: dict[str, Any],
+    figures: dict[str, str],
+) -> str:
+    """``meta``: tasks (name -> task kind), cells (name -> model config), probes, points."""
+    tasks, kinds = list(meta["tasks"]), meta["tasks"]
+    cells, probes = meta["cells"], meta.get("probes", {})
+    lines = [*_header(study_id, rows, meta), "## Answers", ""]
+    for section in (
+        gates_section(rows, tasks, kinds, cells),
+        long_range_section(rows, tasks, cells, probes),
+        bag_section(rows, tasks, kinds, cells),
+        directions_section(rows, tasks, kinds, cells),
+        remedies_section(rows, tasks, kinds),
+    ):
+        if section:
+            lines += [*section, ""]
+    lines += _results_section(rows, baselines, meta)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{name}]({path})" for name, path in figures.items()]
         lines += [""]
+    minutes = sum(r.get("train_seconds") or 0 for r in rows) / 60
     lines += [
         "## Cost",
         "",
-        f"Training time summed over the models of this report: "
-        f"{sum(r.get('train_seconds') or 0 for r in rows) / 60:.0f} min on this machine.",
+        f"Training time summed over the models of this report: {minutes:.0f} min on this machine.",
     ]
     return "\n".join(lines) + "\n"

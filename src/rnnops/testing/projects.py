@@ -78,16 +78,22 @@ def run(
     return proc
 
 
-def make_project(dest: Path, nltk_data: Path, params: dict | None = None) -> tuple[Path, dict]:
-    """A fresh git + DVC repository holding the project's pipeline and code."""
+def make_project(
+    dest: Path, nltk_data: Path, params: dict | None = None, with_flows: bool = False
+) -> tuple[Path, dict]:
+    """A fresh git + DVC repository holding the project's pipeline and code.
+
+    ``with_flows``: also the Prefect flows, for workers that run them from a clone.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for item in ("dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore"):
         shutil.copy2(PROJECT_ROOT / item, dest / item)
-    shutil.copytree(
-        PROJECT_ROOT / "src",
-        dest / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
+    for folder in ("src", *(["flows"] if with_flows else [])):
+        shutil.copytree(
+            PROJECT_ROOT / folder,
+            dest / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
     (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
     env = project_env(nltk_data)
     run(["git", "init", "-q", "-b", "main"], dest, env)
