@@ -39,6 +39,8 @@ from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+# A point whose flow run crashed (its worker lost) is dispatched once more.
+DISPATCH_ATTEMPTS = 2
 PROMOTE_INPUTS = ["metrics", "reports/eval", "data/processed", "data/raw/reuters.parquet"]
 
 
@@ -102,13 +104,23 @@ def dispatch_point(
     from prefect.deployments import run_deployment
 
     logger = get_run_logger()
-    flow_run = run_deployment(
-        deployment_name,
-        parameters={"project_dir": root, "overrides": overrides, "sweep": sweep},
-        timeout=None,
-        as_subflow=False,
-    )
-    logger.info("point %d: flow run %s ended %s", index, flow_run.name, flow_run.state.type.value)
+    for attempt in range(1, DISPATCH_ATTEMPTS + 1):
+        flow_run = run_deployment(
+            deployment_name,
+            parameters={"project_dir": root, "overrides": overrides, "sweep": sweep},
+            timeout=None,
+            as_subflow=False,
+        )
+        state = flow_run.state
+        logger.info("point %d: flow run %s ended %s", index, flow_run.name, state.type.value)
+        # Crashed: the process running it is gone (a worker killed, a machine lost), not
+        # the point's own failure; another worker takes it. The point's experiment is
+        # pushed only at its end, so a lost attempt leaves nothing to clash with.
+        if not state.is_crashed() or attempt == DISPATCH_ATTEMPTS:
+            break
+        logger.warning(
+            "point %d: its worker was lost (%s); dispatching it again", index, state.message
+        )
     if not flow_run.state.is_completed():
         raise SweepError(
             f"point {index} ({name}): flow run {flow_run.id} ended "

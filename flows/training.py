@@ -274,8 +274,10 @@ def training_flow(
     if overrides or sweep:
         tracking.ensure_store(uri)  # create the store once, before any parallel work
         _reap_dead_runs(uri)
-        if remote:
-            dvc_pull.with_options(**policy)(str(root), env)  # what the bucket already holds
+        if remote and (root / "dvc.lock").exists():
+            # The commit's outputs from the bucket (a corrupted object stops the point here);
+            # a commit that was never reproduced has none to pull, its point computes them.
+            dvc_pull.with_options(**policy)(str(root), env)
         summary.update(
             dvc_experiment.with_options(**policy)(
                 str(root), dict(overrides or {}), env, (sweep or {}).get("name")

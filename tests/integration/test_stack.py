@@ -30,6 +30,8 @@ pytestmark = [
     ),
 ]
 STACK = [sys.executable, str(PROJECT_ROOT / "scripts" / "stack.py")]
+# Prefect's shortest: a flow run silent for 3 heartbeats is marked Crashed (its worker lost).
+HEARTBEAT_SECONDS = 30
 
 
 def stack(
@@ -104,6 +106,7 @@ def team_stack(tiny_nltk_data):
                 STACK_WORKERS="2",
                 NLTK_DATA=str(tiny_nltk_data),
                 PREFECT_WORKER_QUERY_SECONDS="2",
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
             ).stdout
         )
         assert values["STACK"] == "up", values
@@ -180,7 +183,8 @@ def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path
     )
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     versions = client.search_model_versions("name='stack-sweep'")
-    assert len(versions) == 1 and "champion" in versions[0].aliases
+    champion = client.get_model_version_by_alias("stack-sweep", "champion")
+    assert len(versions) == 1 and champion.version == versions[0].version
     # Their outputs are objects in the bucket; the champion loads from it.
     assert any(k.endswith("model.keras") or "/files/md5/" in k for k in s3_keys(values, "dvc/"))
     from rnnops.systems.tracking import load_text_model
@@ -191,6 +195,153 @@ def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path
     model = load_text_model("models:/stack-sweep@champion")
     assert len(model.predict(pd.DataFrame({"text": ["wheat exports rose"]}))) == 1
     assert run(["git", "status", "--porcelain"], project, env).stdout.strip() == ""
+
+
+def test_a_corrupted_object_in_the_bucket_fails_the_point_that_pulls_it(
+    team_stack, tmp_path, tiny_nltk_data
+):
+    import boto3
+    import mlflow
+
+    state, values = team_stack
+    params = tiny_params()
+    params["models"] = {"lstm": params["models"]["lstm"]}
+    params["promotion"]["registered_model"] = "stack-corrupt"
+    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
+    env.update(
+        {
+            k: values[k]
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        },
+        MLFLOW_TRACKING_URI=values["MLFLOW_TRACKING_URI"],
+        PREFECT_API_URL=values["PREFECT_API_URL"],
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
+    run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
+    run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
+    run([dvc, "repro", "preprocess"], project, env)  # the corpus and its processed form
+    run([dvc, "push"], project, env)
+    (project / "space.yaml").write_text("space:\n  models.lstm.units: [7]\n")
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "processed data in the bucket"], project, env)
+    run(["git", "push", "-q", "--force", remote, "HEAD:refs/heads/main"], project, env)
+
+    # One object of the commit's outputs is overwritten in the bucket.
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=values["S3_ENDPOINT_URL"],
+        region_name=values["AWS_DEFAULT_REGION"],
+        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+    )
+    lock = (project / "dvc.lock").read_text()
+    corrupted = next(
+        k
+        for k in s3_keys(values, "dvc/files/md5/")
+        if not k.endswith(".dir") and k.split("/")[-1] in lock
+    )
+    s3.put_object(Bucket=values["S3_BUCKET"], Key=corrupted, Body=b"not the data")
+
+    refs_before = run(["git", "ls-remote", remote, "refs/exps/*"], project, env).stdout
+    deploy = f"from flows.deployments import deploy_sweep_point; deploy_sweep_point({remote!r})"
+    run([sys.executable, "-c", deploy], project, env)
+    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "1"]
+    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
+    proc = run(sweep, project, env, check=False, timeout=1200)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text[-3000:]
+    assert "every point failed" in text or "0 of 1 points completed" in text, text[-3000:]
+    worker_logs = "".join((state / "logs" / f"worker-{k}.log").read_text() for k in (1, 2))
+    assert "refused data from the remote" in worker_logs, worker_logs[-3000:]
+    # Nothing trained on it: no experiment came back, no version was registered.
+    assert run(["git", "ls-remote", remote, "refs/exps/*"], project, env).stdout == refs_before
+    client = mlflow.MlflowClient(values["MLFLOW_TRACKING_URI"])
+    assert client.search_model_versions("name='stack-corrupt'") == []
+
+
+def kill_worker(home: Path) -> list[int]:
+    """SIGKILL every process of a worker: the worker, its flow run and that run's stages."""
+    import signal
+
+    marker = f"RNNOPS_WORKER_HOME={home}".encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
+
+
+def test_a_worker_killed_mid_point_hands_the_point_to_the_other(
+    team_stack, tmp_path, tiny_nltk_data
+):
+    import mlflow
+
+    state, values = team_stack
+    params = tiny_params()
+    params["models"] = {"lstm": {**params["models"]["lstm"], "epochs": 3}}
+    params["promotion"]["registered_model"] = "stack-killed"
+    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
+    env.update(
+        {
+            k: values[k]
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        },
+        MLFLOW_TRACKING_URI=values["MLFLOW_TRACKING_URI"],
+        PREFECT_API_URL=values["PREFECT_API_URL"],
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
+    run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
+    run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
+    (project / "space.yaml").write_text("space:\n  models.lstm.units: [9]\n")
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "one point"], project, env)
+    run(["git", "push", "-q", "--force", remote, "HEAD:refs/heads/main"], project, env)
+    setup = (
+        "from flows.deployments import deploy_sweep_point, ensure_zombie_automation; "
+        f"deploy_sweep_point({remote!r}); ensure_zombie_automation({HEARTBEAT_SECONDS})"
+    )
+    run([sys.executable, "-c", setup], project, env)
+    logs = {k: state / "logs" / f"worker-{k}.log" for k in (1, 2)}
+    sizes = {k: log.stat().st_size for k, log in logs.items()}
+
+    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "1"]
+    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
+    # The sweep's own flow run beats as often, or the automation would take it for lost.
+    env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
+    proc = subprocess.Popen(
+        sweep, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        # Mid-point: one worker is training; every process it has dies at once.
+        deadline, busy = time.time() + 300, None
+        while busy is None and time.time() < deadline and proc.poll() is None:
+            for k, log in logs.items():
+                if "Running stage 'train@lstm'" in log.read_text()[sizes[k] :]:
+                    busy = k
+            time.sleep(0.5)
+        assert busy is not None, "no worker started training the point"
+        assert kill_worker(state / "workers" / f"worker-{busy}")
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    assert "its worker was lost" in out and "1 of 1 points completed" in out, out[-4000:]
+    other = 3 - busy
+    assert "Running stage 'train@lstm'" in logs[other].read_text()[sizes[other] :]
+    # Promoted once, from the attempt that finished.
+    client = mlflow.MlflowClient(values["MLFLOW_TRACKING_URI"])
+    versions = client.search_model_versions("name='stack-killed'")
+    assert len(versions) == 1
+    assert client.get_model_version_by_alias("stack-killed", "champion").version == "1"
 
 
 def test_pipeline_on_the_stack(team_stack, tmp_path, tiny_nltk_data):
@@ -226,7 +377,10 @@ def test_pipeline_on_the_stack(team_stack, tmp_path, tiny_nltk_data):
             # The LSTM's run (train and evaluate log to the same one) is a row in PostgreSQL.
             cur.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'")
             assert cur.fetchone()[0] >= 1
-            cur.execute("SELECT count(*) FROM registered_model_aliases WHERE alias = 'champion'")
+            cur.execute(
+                "SELECT count(*) FROM registered_model_aliases "
+                "WHERE alias = 'champion' AND name = 'reuters-topics'"
+            )
             assert cur.fetchone()[0] == 1
     finally:
         conn.close()

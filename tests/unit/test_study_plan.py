@@ -23,9 +23,7 @@ STUDY = yaml.safe_load((ROOT / "study.yaml").read_text())
 def study(**changes):
     raw = copy.deepcopy(STUDY)
     if "cells" in changes:  # the quick form names cells of its own
-        raw["quick"] = {
-            k: v for k, v in raw["quick"].items() if k not in ("cells", "probe_cells")
-        }
+        raw["quick"] = {k: v for k, v in raw["quick"].items() if k not in ("cells", "probe_cells")}
     raw.update(changes)
     return raw
 

@@ -47,6 +47,7 @@ def cmd_sweep(
     promote: bool,
     apply_best: bool,
     deployment: str | None,
+    git_remote: str | None = None,
 ) -> int:
     _import_flows("sweep")
     from flows.sweep import main as sweep_main
@@ -58,6 +59,7 @@ def cmd_sweep(
     argv += ["--apply-best"] if apply_best else []
     if deployment:
         argv += ["--deployment", deployment]
+    argv += ["--git-remote", git_remote] if git_remote else []
     return sweep_main(argv)
 
 

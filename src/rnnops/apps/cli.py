@@ -247,6 +247,10 @@ def _sweep(
         str | None,
         option("NAME", "dispatch points as runs of this deployment, e.g. training/point"),
     ] = None,
+    git_remote: Annotated[
+        str | None,
+        option("URL", "with --deployment: workers clone this git remote and push back"),
+    ] = None,
 ) -> Call:
     """Run every point of SPACE (a YAML file: a grid {key: [values]} or a list of override
     mappings, optionally under 'space:') as an isolated DVC experiment, at most

@@ -111,8 +111,10 @@ def plot_cells(rows: list[dict], tasks: dict[str, str], baselines: dict, path: P
         if finite:
             ax.set_ylim(max(0.0, min(finite) - 0.1), 1.0)
         ax.set_title(f"{title(task)}: test {metric}")
-    fig.suptitle("blue: recurrent alone · orange: with the embedding skip · grey: skip only")
-    fig.tight_layout()
+    fig.suptitle(
+        "blue: recurrent alone · orange: with the embedding skip · grey: skip only", fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -128,6 +130,7 @@ def plot_length(rows: list[dict], tasks: dict[str, str], probes: list[str], path
             if s["role"] in ("cell", "skip_only") and s["quartiles"]:
                 means = [q[0] for q in s["quartiles"]]
                 ax.plot(range(1, len(means) + 1), means, marker="o", label=s["model"])
+        ax.set_xticks(range(1, 5))
         ax.set_xlabel("length quartile (1: shortest)")
         ax.set_ylabel("test micro-F1")
         ax.set_title(f"{title(task)}, {probe}")

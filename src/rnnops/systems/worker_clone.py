@@ -94,6 +94,8 @@ def point_remote_at(
     steps = [
         ["remote", "add", "--local", "--force", "team", remote_url],
         ["remote", "default", "--local", "team"],
+        # Every object pulled is hashed: a corrupted one is refused, never trained on.
+        ["remote", "modify", "--local", "team", "verify", "true"],
     ]
     if endpoint_url:
         steps.append(["remote", "modify", "--local", "team", "endpointurl", endpoint_url])
