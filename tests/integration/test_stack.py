@@ -116,28 +116,12 @@ def team_stack(tiny_nltk_data):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def s3_keys(values: dict, prefix: str) -> list[str]:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=values["S3_ENDPOINT_URL"],
-        region_name=values["AWS_DEFAULT_REGION"],
-        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
-    )
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=values["S3_BUCKET"], Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
-def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path, tiny_nltk_data):
-    import mlflow
-
-    state, values = team_stack
+def team_project(values, tmp_path, nltk_data, registered_model, lstm=None):
+    """A tiny project set up as a team member does once: the bucket as its DVC remote."""
     params = tiny_params()
-    params["models"] = {"lstm": params["models"]["lstm"]}
-    params["promotion"]["registered_model"] = "stack-sweep"
-    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
+    params["models"] = {"lstm": {**params["models"]["lstm"], **(lstm or {})}}
+    params["promotion"]["registered_model"] = registered_model
+    project, env = make_project(tmp_path / "project", nltk_data, params, with_flows=True)
     env.update(
         {
             k: values[k]
@@ -147,20 +131,61 @@ def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path
         PREFECT_API_URL=values["PREFECT_API_URL"],
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
     )
-    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
-    # What a team member does once: the bucket as the DVC remote, the team's git remote.
+    dvc = str(BIN_DIR / "dvc")
     run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
     run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
-    (project / "space.yaml").write_text("space:\n  models.lstm.units: [5, 6]\n")
+    return project, env
+
+
+def commit_and_push(project, env, remote: str, space: str, message: str) -> None:
+    """The sweep file committed and the commit on the team's git remote (branch main)."""
+    (project / "space.yaml").write_text(space)
     run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-qm", "the bucket as remote; a sweep"], project, env)
-    run(["git", "push", "-q", remote, "HEAD:refs/heads/main"], project, env)
+    run(["git", "commit", "-qm", message], project, env)
+    run(["git", "push", "-q", "--force", remote, "HEAD:refs/heads/main"], project, env)
+
+
+def s3_client(values: dict):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=values["S3_ENDPOINT_URL"],
+        region_name=values["AWS_DEFAULT_REGION"],
+        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def dispatched_sweep(project, env, remote: str, max_parallel: int) -> list[str]:
+    """The training flow deployed from the git remote; the sweep command that uses it."""
     deploy = f"from flows.deployments import deploy_sweep_point; deploy_sweep_point({remote!r})"
     run([sys.executable, "-c", deploy], project, env)
+    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel"]
+    return [
+        *sweep,
+        str(max_parallel),
+        "--deployment",
+        "training/sweep-point",
+        "--git-remote",
+        remote,
+    ]
 
-    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "2"]
-    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
-    out = run(sweep, project, env, timeout=1200).stdout
+
+def s3_keys(values: dict, prefix: str) -> list[str]:
+    s3 = s3_client(values)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=values["S3_BUCKET"], Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path, tiny_nltk_data):
+    import mlflow
+
+    state, values = team_stack
+    remote = values["GIT_REMOTE_URL"]
+    project, env = team_project(values, tmp_path, tiny_nltk_data, "stack-sweep")
+    commit_and_push(project, env, remote, "space:\n  models.lstm.units: [5, 6]\n", "a sweep")
+    out = run(dispatched_sweep(project, env, remote, 2), project, env, timeout=1200).stdout
     assert "2 of 2 points completed" in out, out[-3000:]
 
     # Each worker ran one point in its own clone, from the git remote, not from the project.
@@ -200,41 +225,17 @@ def test_a_sweep_runs_on_two_workers_in_clones_of_their_own(team_stack, tmp_path
 def test_a_corrupted_object_in_the_bucket_fails_the_point_that_pulls_it(
     team_stack, tmp_path, tiny_nltk_data
 ):
-    import boto3
     import mlflow
 
     state, values = team_stack
-    params = tiny_params()
-    params["models"] = {"lstm": params["models"]["lstm"]}
-    params["promotion"]["registered_model"] = "stack-corrupt"
-    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
-    env.update(
-        {
-            k: values[k]
-            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-        },
-        MLFLOW_TRACKING_URI=values["MLFLOW_TRACKING_URI"],
-        PREFECT_API_URL=values["PREFECT_API_URL"],
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-    )
     dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
-    run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
-    run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
+    project, env = team_project(values, tmp_path, tiny_nltk_data, "stack-corrupt")
     run([dvc, "repro", "preprocess"], project, env)  # the corpus and its processed form
     run([dvc, "push"], project, env)
-    (project / "space.yaml").write_text("space:\n  models.lstm.units: [7]\n")
-    run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-qm", "processed data in the bucket"], project, env)
-    run(["git", "push", "-q", "--force", remote, "HEAD:refs/heads/main"], project, env)
+    commit_and_push(project, env, remote, "space:\n  models.lstm.units: [7]\n", "data pushed")
 
     # One object of the commit's outputs is overwritten in the bucket.
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=values["S3_ENDPOINT_URL"],
-        region_name=values["AWS_DEFAULT_REGION"],
-        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = s3_client(values)
     lock = (project / "dvc.lock").read_text()
     corrupted = next(
         k
@@ -244,10 +245,7 @@ def test_a_corrupted_object_in_the_bucket_fails_the_point_that_pulls_it(
     s3.put_object(Bucket=values["S3_BUCKET"], Key=corrupted, Body=b"not the data")
 
     refs_before = run(["git", "ls-remote", remote, "refs/exps/*"], project, env).stdout
-    deploy = f"from flows.deployments import deploy_sweep_point; deploy_sweep_point({remote!r})"
-    run([sys.executable, "-c", deploy], project, env)
-    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "1"]
-    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
+    sweep = dispatched_sweep(project, env, remote, 1)
     proc = run(sweep, project, env, check=False, timeout=1200)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text[-3000:]
@@ -284,36 +282,14 @@ def test_a_worker_killed_mid_point_hands_the_point_to_the_other(
     import mlflow
 
     state, values = team_stack
-    params = tiny_params()
-    params["models"] = {"lstm": {**params["models"]["lstm"], "epochs": 3}}
-    params["promotion"]["registered_model"] = "stack-killed"
-    project, env = make_project(tmp_path / "project", tiny_nltk_data, params, with_flows=True)
-    env.update(
-        {
-            k: values[k]
-            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-        },
-        MLFLOW_TRACKING_URI=values["MLFLOW_TRACKING_URI"],
-        PREFECT_API_URL=values["PREFECT_API_URL"],
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-    )
-    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
-    run([dvc, "remote", "add", "-d", "team", values["DVC_REMOTE_URL"]], project, env)
-    run([dvc, "remote", "modify", "team", "endpointurl", values["S3_ENDPOINT_URL"]], project, env)
-    (project / "space.yaml").write_text("space:\n  models.lstm.units: [9]\n")
-    run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-qm", "one point"], project, env)
-    run(["git", "push", "-q", "--force", remote, "HEAD:refs/heads/main"], project, env)
-    setup = (
-        "from flows.deployments import deploy_sweep_point, ensure_zombie_automation; "
-        f"deploy_sweep_point({remote!r}); ensure_zombie_automation({HEARTBEAT_SECONDS})"
-    )
-    run([sys.executable, "-c", setup], project, env)
+    remote = values["GIT_REMOTE_URL"]
+    project, env = team_project(values, tmp_path, tiny_nltk_data, "stack-killed", {"epochs": 3})
+    commit_and_push(project, env, remote, "space:\n  models.lstm.units: [9]\n", "one point")
+    zombies = f"from flows.deployments import ensure_zombie_automation as z; z({HEARTBEAT_SECONDS})"
+    run([sys.executable, "-c", zombies], project, env)
     logs = {k: state / "logs" / f"worker-{k}.log" for k in (1, 2)}
     sizes = {k: log.stat().st_size for k, log in logs.items()}
-
-    sweep = [sys.executable, "-m", "flows.sweep", "space.yaml", "--max-parallel", "1"]
-    sweep += ["--deployment", "training/sweep-point", "--git-remote", remote]
+    sweep = dispatched_sweep(project, env, remote, 1)
     # The sweep's own flow run beats as often, or the automation would take it for lost.
     env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
     proc = subprocess.Popen(
