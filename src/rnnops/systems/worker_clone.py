@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from rnnops.core import contract
-from rnnops.systems.dvc_driver import StageError, raise_for_failure, run_dvc
+from rnnops.systems.dvc_driver import RepositoryBusyError, StageError, raise_for_failure, run_dvc
 
 SWEEP_REF_PREFIX = "refs/rnnops/sweeps"
 
@@ -109,7 +111,25 @@ def push_experiment(root: str | Path, git_remote: str, name: str, env: dict | No
     raise_for_failure(proc, "exp push")
 
 
+# Points that finish together pull into the same repository, and DVC lets one process at a
+# time hold its lock: the pulls of one sweep take turns.
+_PULLS = threading.Lock()
+PULL_ATTEMPTS = 5
+
+
 def pull_experiment(root: str | Path, git_remote: str, name: str, env: dict | None = None) -> None:
-    """``dvc exp pull``: a worker's experiment into this project (ref and outputs)."""
-    proc = run_dvc(["exp", "pull", git_remote, name], root, env, 1800)
-    raise_for_failure(proc, "exp pull")
+    """``dvc exp pull``: a worker's experiment into this project (ref and outputs).
+
+    Another process holding the repository's lock (a user's ``dvc status``) is waited out
+    for a few attempts rather than failing a point that trained fine.
+    """
+    for attempt in range(1, PULL_ATTEMPTS + 1):
+        with _PULLS:
+            proc = run_dvc(["exp", "pull", git_remote, name], root, env, 1800)
+        try:
+            raise_for_failure(proc, "exp pull")
+            return
+        except RepositoryBusyError:
+            if attempt == PULL_ATTEMPTS:
+                raise
+            time.sleep(2 * attempt)
