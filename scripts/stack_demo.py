@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nwhat landed where")
     logs = args.state_dir.resolve() / "logs"
     for log in sorted(logs.glob("worker-*.log")):
-        took = log.read_text().count("Submitting flow run")
+        took = log.read_text().count("submitting flow run")
         clone = args.state_dir.resolve() / "workers" / log.stem / "project"
         print(f"  {log.stem}: {took} flow run(s) taken, in its own clone {clone}")
     refs = sh(["git", "ls-remote", remote, "refs/exps/*"], env).split()
@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     exp = client.get_experiment_by_name("reuters-topics")
     runs = client.search_runs([exp.experiment_id]) if exp else []
     print(f"  MLflow (PostgreSQL): {len(runs)} runs in reuters-topics")
-    for version in client.search_model_versions("name='reuters-topics'"):
+    for found in client.search_model_versions("name='reuters-topics'"):
+        # Searches leave aliases out; a version read by number has them.
+        version = client.get_model_version("reuters-topics", found.version)
         print(f"  registry: reuters-topics v{version.version} {sorted(version.aliases)}")
     return proc.returncode
 
