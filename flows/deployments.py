@@ -99,6 +99,25 @@ def deploy_sweep_point(
     return f"training/{name}"
 
 
+def deploy_pipeline_stages(
+    git_remote: str, branch: str = "main", work_pool: str = "rnnops", name: str = "team"
+) -> str:
+    """The pipeline-stages flow (:mod:`flows.team`) as a deployment the workers clone.
+
+    Workspace runs send each model's stages to it (``python -m flows.training
+    --git-remote URL --stage-deployment pipeline-stages/team``); returns its full name.
+    """
+    from prefect.runner.storage import GitRepository
+
+    from flows.team import pipeline_stages_flow
+
+    pipeline_stages_flow.from_source(
+        source=GitRepository(url=git_remote, branch=branch),
+        entrypoint="flows/team.py:pipeline_stages_flow",
+    ).deploy(name=name, work_pool_name=work_pool)
+    return f"pipeline-stages/{name}"
+
+
 def build_deployments(
     project_dir: str,
     retrain_cron: str = RETRAIN_CRON,

@@ -55,7 +55,7 @@ def load_plan(root: Path, study_path: str, params_path: str, quick: bool) -> Stu
     return plan_study(parse_study(raw, study_path), params_raw, quick)
 
 
-def study_meta(plan: StudyPlan, study_raw: dict, rows: list[dict]) -> dict[str, Any]:
+def study_meta(plan: StudyPlan, rows: list[dict]) -> dict[str, Any]:
     kinds = {r["task"]: r["task_kind"] for r in rows}
     cells = {
         m.name: m.config
@@ -65,7 +65,7 @@ def study_meta(plan: StudyPlan, study_raw: dict, rows: list[dict]) -> dict[str, 
         if m.role == "cell"
     }
     probes = {
-        p.probe: study_raw["probes"][p.probe]["preprocess"]
+        p.probe: dict(plan.study.probes[p.probe].preprocess)
         for p in plan.points
         if p.probe != STANDARD_PROBE
     }
@@ -73,7 +73,7 @@ def study_meta(plan: StudyPlan, study_raw: dict, rows: list[dict]) -> dict[str, 
         "tasks": {t: kinds[t] for t in dict.fromkeys(p.task for p in plan.points) if t in kinds},
         "cells": cells,
         "probes": probes,
-        "budget": study_raw.get("budget"),
+        "budget": plan.study.budget,
         "points": len(plan.points),
         "quartile_edges": quartile_edges(rows),
     }
@@ -147,7 +147,6 @@ def study_flow(
     logger = get_run_logger()
     root = Path(project_dir or os.getcwd()).resolve()
     plan = load_plan(root, study_path, params_path, quick)
-    study_raw = yaml.safe_load((root / study_path).read_text())
     params = load_params(root / params_path)
     finished = [p for p in plan.points if dvc_experiments.finished_experiment(root, p.name)]
     logger.info(
@@ -163,7 +162,7 @@ def study_flow(
     parent = study_parent_run(plan, params, root, study_path, quick)
     swept = sweep_flow(
         [p.overrides for p in plan.points],
-        max_parallel=max_parallel or study_raw.get("max_parallel", 1),
+        max_parallel=max_parallel or plan.study.max_parallel,
         promote=False,
         project_dir=str(root),
         params_path=params_path,
@@ -179,7 +178,7 @@ def study_flow(
     done = {n for n, r in status.items() if r["status"] == "completed"}
     failed = [p.name for p in plan.points if p.name not in done]
     meta = {
-        **study_meta(plan, study_raw, rows),
+        **study_meta(plan, rows),
         "reused": sum(1 for r in status.values() if r.get("reused")),
         "trained": len(done) - sum(1 for r in status.values() if r.get("reused")),
         "failed": len(failed),

@@ -31,7 +31,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.training import _links_env, stream_to_log, sweep_env
+from flows.stage_tasks import links_env, stream_to_log, sweep_env
+from flows.team import run_on_pool
 from rnnops.core import contract
 from rnnops.core.config import ConfigError, load_params, parse_params
 from rnnops.core.sweep_plan import SweepError, expand_space, load_space, summary_markdown
@@ -39,8 +40,6 @@ from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-# A point whose flow run crashed (its worker lost) is dispatched once more.
-DISPATCH_ATTEMPTS = 2
 PROMOTE_INPUTS = ["metrics", "reports/eval", "data/processed", "data/raw/reuters.parquet"]
 
 
@@ -101,26 +100,11 @@ def dispatch_point(
     deployment_name: str,
 ) -> dict[str, Any]:
     """One point as a flow run of ``deployment_name`` (a training deployment) on its work pool."""
-    from prefect.deployments import run_deployment
-
-    logger = get_run_logger()
-    for attempt in range(1, DISPATCH_ATTEMPTS + 1):
-        flow_run = run_deployment(
-            deployment_name,
-            parameters={"project_dir": root, "overrides": overrides, "sweep": sweep},
-            timeout=None,
-            as_subflow=False,
-        )
-        state = flow_run.state
-        logger.info("point %d: flow run %s ended %s", index, flow_run.name, state.type.value)
-        # Crashed: the process running it is gone (a worker killed, a machine lost), not
-        # the point's own failure; another worker takes it. The point's experiment is
-        # pushed only at its end, so a lost attempt leaves nothing to clash with.
-        if not state.is_crashed() or attempt == DISPATCH_ATTEMPTS:
-            break
-        logger.warning(
-            "point %d: its worker was lost (%s); dispatching it again", index, state.message
-        )
+    flow_run = run_on_pool(
+        deployment_name,
+        {"project_dir": root, "overrides": overrides, "sweep": sweep},
+        f"point {index}",
+    )
     if not flow_run.state.is_completed():
         raise SweepError(
             f"point {index} ({name}): flow run {flow_run.id} ended "
@@ -210,7 +194,7 @@ def submit_point(runner, ctx: SweepContext, index: int, overrides: dict, name: s
             },
         )
     env = dvc_driver.subprocess_env(
-        {**_links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": ctx.uri}
+        {**links_env(), **sweep_env(sweep), "MLFLOW_TRACKING_URI": ctx.uri}
     )
     return runner.submit(sweep_point, {**common, "env": env, "metric": ctx.metric})
 
@@ -319,14 +303,14 @@ def sweep_flow(
             **tracking.lineage_tags(None, root),
             contract.SWEEP_ID_TAG: sweep_id,
             "rnnops.sweep_role": "parent",
-            **{k: v for k, v in _links_env().items() if k == contract.PREFECT_FLOW_RUN_ID_ENV},
+            **{k: v for k, v in links_env().items() if k == contract.PREFECT_FLOW_RUN_ID_ENV},
         },
         {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
     )
     logger.info("sweep %s: %d points, at most %d at once", sweep_id, len(points), max_parallel)
     shared: dict[str, str] = {}
     if git_remote:
-        commit = worker_clone.publish_commit(root, git_remote, sweep_id)
+        commit = worker_clone.publish_commit(root, git_remote, worker_clone.sweep_ref(sweep_id))
         shared = {
             "git_remote": git_remote,
             "ref": worker_clone.sweep_ref(sweep_id),

@@ -3,7 +3,8 @@
 Without overrides the flow reproduces the workspace exactly like ``dvc repro``
 (unchanged stages skipped, ``dvc.lock`` updated). With overrides it runs an
 isolated DVC experiment (``dvc exp run --temp -S ...``), so several flows with
-different overrides can run at once without touching the workspace.
+different overrides can run at once without touching the workspace. With a git remote
+and a stage deployment, each model's stages run on the team's workers (:mod:`flows.team`).
 """
 
 from __future__ import annotations
@@ -13,48 +14,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.runtime import task_run as runtime_task_run
-from prefect.states import Completed, State
-from prefect.tasks import exponential_backoff
+from prefect.states import State
 
+from flows import team
+from flows.stage_tasks import (
+    dvc_experiment,
+    dvc_pull,
+    dvc_push,
+    dvc_stage,
+    experiment_push,
+    links_env,
+    reap_dead_runs,
+    retry_policy,
+    sweep_env,
+    worker_checkout,
+)
 from flows.training_report import report_markdown
-from rnnops.core import contract, stage_output
+from rnnops.core import contract
 from rnnops.core.config import load_params
 from rnnops.core.io import read_json
-from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
+from rnnops.systems import dvc_driver, tracking
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def retry_transient_only(task, task_run, state) -> bool:
-    """Retry a failed stage only when retrying can help (not for bad input or a busy repository)."""
-    try:
-        state.result(raise_on_failure=True)
-    except dvc_driver.StageError as exc:
-        return exc.transient
-    except Exception:
-        return True
-    return False
-
-
-def stream_to_log():
-    """A line sink for :func:`pipeline.run_dvc`: each line to the Prefect log at its level.
-
-    Known tool noise is dropped (:mod:`rnnops.core.stage_output`); the run logger is taken here,
-    in the task's context, and called from the same thread as lines arrive.
-    """
-    logger = get_run_logger()
-
-    def sink(line: str) -> None:
-        shown = stage_output.classify(line)
-        if shown is not None:
-            logger.log(*shown)
-
-    return sink
 
 
 def lateness_seconds(scheduled: datetime | None, now: datetime | None = None) -> float:
@@ -70,118 +54,6 @@ def too_late(lateness: float, max_lateness_minutes: float | None) -> bool:
     return max_lateness_minutes is not None and lateness > max_lateness_minutes * 60
 
 
-def _reap_dead_runs(uri: str) -> None:
-    """Runs left RUNNING by a killed process (SIGKILL) are marked KILLED before new work."""
-    for item in tracking.doctor(uri):
-        get_run_logger().warning(
-            "MLflow run %s (%s) marked KILLED: %s", item["run_id"], item["name"], item["reason"]
-        )
-
-
-def _execution_env(env: dict[str, str]) -> dict[str, str]:
-    """The task run's id: the same on every retry, so a retried stage reuses its MLflow run."""
-    if runtime_task_run.id:
-        return {**env, tracking.EXECUTION_ENV: str(runtime_task_run.id)}
-    return env
-
-
-@task(name="dvc-stage", task_run_name="{stage}", persist_result=False)
-def dvc_stage(root: str, stage: str, env: dict[str, str]) -> dict[str, Any] | State:
-    logger = get_run_logger()
-    try:
-        result = dvc_driver.run_stage(root, stage, _execution_env(env), on_line=stream_to_log())
-    except dvc_driver.StageError as exc:
-        logger.error(str(exc))
-        raise
-    summary = {"stage": stage, "ran": result.ran, "seconds": round(result.seconds, 2)}
-    if not result.ran:
-        # Shown as Skipped, not as a green half-second of work.
-        message = f"{stage}: unchanged (data, code and params), skipped"
-        logger.info(message)
-        return Completed(name="Skipped", message=message, data=summary)
-    logger.info("%s: ran in %.1fs", stage, result.seconds)
-    return summary
-
-
-@task(name="dvc-experiment", task_run_name="dvc exp run {name}", persist_result=False)
-def dvc_experiment(
-    root: str, overrides: dict[str, Any], env: dict[str, str], name: str | None = None
-) -> dict[str, Any]:
-    logger = get_run_logger()
-    try:
-        result = dvc_experiments.run_experiment(
-            root, overrides, _execution_env(env), name=name, on_line=stream_to_log()
-        )
-    except dvc_driver.StageError as exc:
-        logger.error(str(exc))
-        raise
-    logger.info(
-        "experiment %s ran stages %s in %.1fs", result.name, result.stages_run, result.seconds
-    )
-    return {
-        "experiment": result.name,
-        "stages": dict.fromkeys(result.stages_run, True),
-        "seconds": round(result.seconds, 2),
-    }
-
-
-@task(name="dvc-pull", task_run_name="dvc pull", persist_result=False)
-def dvc_pull(root: str, env: dict[str, str]) -> None:
-    logger = get_run_logger()
-    try:
-        dvc_driver.pull(root, env, on_line=stream_to_log())
-    except dvc_driver.StageError as exc:
-        logger.error(str(exc))
-        raise
-
-
-@task(name="worker-checkout", task_run_name="clone at {commit:.10}", persist_result=False)
-def worker_checkout(git_remote: str, ref: str, commit: str) -> Path:
-    """This worker's own clone of the project, at the sweep's commit."""
-    root = worker_clone.prepare_clone(worker_clone.worker_home(), git_remote, ref, commit)
-    get_run_logger().info("clone %s at %s", root, commit[:10])
-    return root
-
-
-@task(name="dvc-exp-push", task_run_name="dvc exp push {name}", persist_result=False)
-def experiment_push(root: str, git_remote: str, name: str, env: dict[str, str]) -> None:
-    """The point's experiment back to the git remote, its outputs to the DVC remote."""
-    worker_clone.push_experiment(root, git_remote, name, env)
-
-
-@task(name="dvc-push", task_run_name="dvc push", persist_result=False)
-def dvc_push(root: str, env: dict[str, str]) -> None:
-    dvc_driver.push(root, env, on_line=stream_to_log())
-
-
-def _links_env() -> dict[str, str]:
-    env = {}
-    if runtime_flow_run.id:
-        env[contract.PREFECT_FLOW_RUN_ID_ENV] = str(runtime_flow_run.id)
-        # Prefect builds the URL from PREFECT_UI_URL; without a UI it reads "None/flow-runs/…".
-        url = str(runtime_flow_run.ui_url or "")
-        if url.startswith(("http://", "https://")):
-            env[contract.PREFECT_FLOW_RUN_URL_ENV] = url
-    if runtime_deployment.name:
-        env[contract.PREFECT_DEPLOYMENT_ENV] = str(runtime_deployment.name)
-    return env
-
-
-def sweep_env(sweep: dict[str, Any]) -> dict[str, str]:
-    """Environment of one sweep point: its sweep id, parent MLflow run, deferred promotion."""
-    env = {
-        contract.SWEEP_ID_ENV: str(sweep["sweep_id"]),
-        # The point's promote stage only records its candidate: the sweep promotes its
-        # best point once, through the same gate (rnnops.stages.promote.run_promote).
-        contract.PROMOTE_MODE_ENV: "record",
-    }
-    if sweep.get("parent_run_id"):
-        env[contract.PARENT_RUN_ID_ENV] = str(sweep["parent_run_id"])
-    if sweep.get("point") is not None:
-        env[contract.SWEEP_POINT_ENV] = str(sweep["point"])
-    return env
-
-
 def training_run_name() -> str:
     """A flow run's name says what it does: the experiment's overrides, else the commit."""
     parameters = runtime_flow_run.parameters or {}
@@ -195,6 +67,38 @@ def training_run_name() -> str:
     root = Path(parameters.get("project_dir") or os.getcwd())
     commit = tracking.git_commit(root)
     return f"workspace @ {commit[:8] if commit else 'no commit'}"
+
+
+def reproduce_workspace(
+    root: Path,
+    env: dict[str, str],
+    stage_env: dict[str, str],
+    policy: dict[str, Any],
+    clone: dict[str, str] | None,
+    stage_deployment: str | None,
+) -> dict[str, bool]:
+    """Every stage in DVC's order; with ``clone``, each model's stages on the work pool."""
+    order = dvc_driver.stage_order(root)
+    stage_task = dvc_stage.with_options(**policy)
+    on_pool: list[str] | None = None if clone else []
+    ran = {}
+    for stage in order:
+        if on_pool is None and stage.partition("@")[0] in dvc_driver.MODEL_STAGES:
+            on_pool = team.run_model_stages_on_pool(
+                root, order, env, stage_env, clone, stage_deployment, policy
+            )
+        # A stage that ran on a worker is restored here from the run cache, not rerun.
+        result = stage_task(str(root), stage, env, pull=stage in (on_pool or []))
+        if isinstance(result, State):  # a skipped stage's state carries its summary
+            result = result.result()
+        if stage in (on_pool or []) and not result.get("restored"):
+            get_run_logger().warning(
+                "%s ran on the pool but its run was not in the DVC remote's run cache: "
+                "it ran here instead",
+                stage,
+            )
+        ran[stage] = result["ran"]
+    return ran
 
 
 @flow(
@@ -215,6 +119,8 @@ def training_flow(
     sweep: dict[str, Any] | None = None,
     pull: bool = False,
     max_lateness_minutes: float | None = None,
+    git_remote: str | None = None,
+    stage_deployment: str | None = None,
 ) -> dict[str, Any]:
     """Run the DVC pipeline as Prefect tasks; with ``overrides``, as an isolated DVC experiment.
 
@@ -224,6 +130,11 @@ def training_flow(
     ``max_lateness_minutes`` (the Late-run policy of scheduled deployments): a run that
     starts later than this after its scheduled time, e.g. one left Late while no process
     served the deployment, does nothing and says so; the next scheduled run does the work.
+
+    ``git_remote`` and ``stage_deployment`` (workspace runs on a team stack): each model's
+    ``train``/``evaluate`` stages run as a flow run of ``stage_deployment`` (the
+    ``pipeline-stages`` flow) on whichever worker takes it, in its own clone of the commit
+    pushed to ``git_remote``; the rest runs here, and promotes once.
 
     ``sweep`` (set by ``flows.sweep`` when it dispatches a point to a deployment):
     ``sweep_id``, ``parent_run_id``, ``point`` and ``name`` (the DVC experiment's
@@ -245,27 +156,11 @@ def training_flow(
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
-    env = dvc_driver.subprocess_env(
-        {**_links_env(), **sweep_env(sweep or {}), "MLFLOW_TRACKING_URI": uri}
-        if sweep
-        else {**_links_env(), "MLFLOW_TRACKING_URI": uri}
-    )
-    if remote:
-        # The clone's own code runs the stages, as on a machine that installed its clone.
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(root / "src"), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        worker_clone.point_remote_at(
-            root,
-            os.environ.get(contract.DVC_REMOTE_ENV),
-            os.environ.get(contract.S3_ENDPOINT_ENV),
-            env,
-        )
-    policy = {
-        "retries": retries,
-        "retry_delay_seconds": exponential_backoff(retry_delay_seconds),
-        "retry_condition_fn": retry_transient_only,
-    }
+    team.check_team_run(uri, git_remote, stage_deployment, bool(overrides or sweep))
+    # What the stages log to and under which ids: all a worker is sent of this environment.
+    stage_env = {**links_env(), **(sweep_env(sweep) if sweep else {}), "MLFLOW_TRACKING_URI": uri}
+    env = dvc_driver.subprocess_env(team.clone_env(root, stage_env) if remote else stage_env)
+    policy = retry_policy(retries, retry_delay_seconds)
 
     summary: dict[str, Any] = {
         "project": str(root),
@@ -273,7 +168,7 @@ def training_flow(
     }
     if overrides or sweep:
         tracking.ensure_store(uri)  # create the store once, before any parallel work
-        _reap_dead_runs(uri)
+        reap_dead_runs(uri)
         if remote and (root / "dvc.lock").exists():
             # The commit's outputs from the bucket (a corrupted object stops the point here);
             # a commit that was never reproduced has none to pull, its point computes them.
@@ -290,6 +185,12 @@ def training_flow(
         with dvc_driver.workspace_lock(root):
             for message in dvc_driver.recover_dvc_locks(root):
                 logger.warning(message)
+            # Published before anything runs: the workers must run the code this run started on.
+            clone = (
+                team.publish_run_commit(root, git_remote, str(runtime_flow_run.id or "local"))
+                if git_remote
+                else None
+            )
             if pull:
                 dvc_pull.with_options(**policy)(str(root), env)
             changed = dvc_driver.changed_stages(root, env)
@@ -301,14 +202,10 @@ def training_flow(
             else:
                 logger.info("changed: %s", ", ".join(changed))
                 tracking.ensure_store(uri)  # create the store once, before any parallel work
-                _reap_dead_runs(uri)
-                stage_task = dvc_stage.with_options(**policy)
-                summary["stages"] = {}
-                for stage in dvc_driver.stage_order(root):
-                    result = stage_task(str(root), stage, env)
-                    if isinstance(result, State):  # a skipped stage's state carries its summary
-                        result = result.result()
-                    summary["stages"][stage] = result["ran"]
+                reap_dead_runs(uri)
+                summary["stages"] = reproduce_workspace(
+                    root, env, stage_env, policy, clone, stage_deployment
+                )
                 promotion = root / "reports" / "promotion.json"
                 if promotion.exists() and summary["stages"].get("promote"):
                     summary["promotion"] = read_json(promotion)
@@ -366,10 +263,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--push", action="store_true", help="dvc push after success")
     parser.add_argument("--project-dir", default=None, help="project root (default: cwd)")
+    parser.add_argument(
+        "--git-remote",
+        default=None,
+        help="the team's git remote: each model's stages run on the workers, in clones of "
+        "this commit pushed there (with --stage-deployment)",
+    )
+    parser.add_argument(
+        "--stage-deployment",
+        default=None,
+        metavar="NAME",
+        help="the pipeline-stages deployment the workers serve, e.g. pipeline-stages/team",
+    )
     args = parser.parse_args(argv)
+    if bool(args.git_remote) != bool(args.stage_deployment):
+        parser.error("--git-remote and --stage-deployment go together (workers need both)")
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)} or None
     state = training_flow(
-        overrides=overrides, push=args.push, project_dir=args.project_dir, return_state=True
+        overrides=overrides,
+        push=args.push,
+        project_dir=args.project_dir,
+        git_remote=args.git_remote,
+        stage_deployment=args.stage_deployment,
+        return_state=True,
     )
     if not state.is_completed():
         print(f"training flow {state.type.value}: {state.message}")

@@ -3,6 +3,7 @@
     python scripts/stack.py up [--state-dir DIR] [--workers N]   # start everything, print the endpoints
     python scripts/stack.py status [--state-dir DIR]  # NAME=VALUE lines; exit 1 when down
     python scripts/stack.py down [--state-dir DIR]    # stop everything, no process left
+    python scripts/stack.py restart-postgres          # the database restarted under the servers
 
 Every piece is the real server a team runs (PostgreSQL, `mlflow server`, `prefect server`)
 except the object store: moto's standalone S3 server speaks plain S3, so the project uses
@@ -259,6 +260,21 @@ def stop_postgres(state: Path) -> None:
         )
 
 
+def restart_postgres(state: Path) -> int:
+    """Stop and start the cluster under the running servers, as a database failover does.
+
+    The servers keep running; their pooled connections die with the old server process.
+    """
+    info = read_state(state)
+    if info is None:
+        print(f"stack: no stack in {state} (make stack-up first)", file=sys.stderr)
+        return 2
+    stop_postgres(state)
+    start_postgres(state, info)
+    print(f"POSTGRES_PID={postgres_pid(state)}")
+    return 0
+
+
 def postgres_pid(state: Path) -> int | None:
     pidfile = pg_data(state) / "postmaster.pid"
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -496,7 +512,7 @@ def status(state: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "restart-postgres"))
     parser.add_argument(
         "--workers",
         type=int,
@@ -519,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         down(state)
         return 0
+    if args.command == "restart-postgres":
+        return restart_postgres(state)
     return status(state)
 
 

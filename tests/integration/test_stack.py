@@ -8,18 +8,21 @@ process behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN_DIR, PROJECT_ROOT, make_project, run, tiny_params
+from rnnops.testing.processes import free_port, start, stop, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -69,7 +72,6 @@ def running(pid: int) -> bool:
 
 def stack_pids(state: Path) -> set[int]:
     """Every process whose command line names the state directory or a stack port."""
-    import json
 
     info = json.loads((state / "stack.json").read_text())
     ports = {str(info[k]) for k in ("pg_port", "s3_port", "mlflow_port", "prefect_port")}
@@ -116,10 +118,11 @@ def team_stack(tiny_nltk_data):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def team_project(values, tmp_path, nltk_data, registered_model, lstm=None):
+def team_project(values, tmp_path, nltk_data, registered_model, lstm=None, models=("lstm",)):
     """A tiny project set up as a team member does once: the bucket as its DVC remote."""
     params = tiny_params()
-    params["models"] = {"lstm": {**params["models"]["lstm"], **(lstm or {})}}
+    params["models"] = {name: params["models"][name] for name in models}
+    params["models"]["lstm"] = {**params["models"]["lstm"], **(lstm or {})}
     params["promotion"]["registered_model"] = registered_model
     project, env = make_project(tmp_path / "project", nltk_data, params, with_flows=True)
     env.update(
@@ -318,6 +321,134 @@ def test_a_worker_killed_mid_point_hands_the_point_to_the_other(
     versions = client.search_model_versions("name='stack-killed'")
     assert len(versions) == 1
     assert client.get_model_version_by_alias("stack-killed", "champion").version == "1"
+
+
+def test_one_pipeline_run_trains_each_model_on_a_worker(team_stack, tmp_path, tiny_nltk_data):
+    """Each model's train/evaluate stages on the pool; the parent restores them and promotes once."""
+    import mlflow
+
+    state, values = team_stack
+    dvc, remote = str(BIN_DIR / "dvc"), values["GIT_REMOTE_URL"]
+    models = ("rnn", "lstm")
+    project, env = team_project(values, tmp_path, tiny_nltk_data, "stack-team", models=models)
+    commit_and_push(project, env, remote, "space: {}\n", "the team's pipeline")
+    deploy = (
+        f"from flows.deployments import deploy_pipeline_stages; deploy_pipeline_stages({remote!r})"
+    )
+    run([sys.executable, "-c", deploy], project, env)
+    logs = [state / "logs" / f"worker-{k}.log" for k in (1, 2)]
+    sizes = [log.stat().st_size for log in logs]
+    team_run = [sys.executable, "-m", "flows.training", "--git-remote", remote]
+    team_run += ["--stage-deployment", "pipeline-stages/team"]
+    done = run(team_run, project, env, timeout=1200)
+    out = done.stdout + done.stderr  # the flow's log on stderr, its summary on stdout
+
+    # Every model trained on a worker, in its clone; here each was restored from the run cache.
+    worker_out = "".join(log.read_text()[size:] for log, size in zip(logs, sizes, strict=True))
+    for name in models:
+        assert f"Running stage 'train@{name}'" in worker_out, worker_out[-3000:]
+        assert f"Stage 'train@{name}' is cached - skipping run" in out, out[-3000:]
+        assert f"Stage 'evaluate@{name}' is cached - skipping run" in out, out[-3000:]
+    assert "Running stage 'train@" not in out and "Running stage 'promote'" in out
+    assert "ran here instead" not in out
+    # The commit the workers ran is on the git remote; the workspace is reproduced.
+    assert "refs/rnnops/runs/" in run(["git", "ls-remote", remote], project, env).stdout
+    status = run([dvc, "status"], project, env).stdout
+    assert "Data and pipelines are up to date" in status, status
+    # One MLflow run per model (trained and evaluated on a worker); promoted once.
+    client = mlflow.MlflowClient(values["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("reuters-topics")
+    runs = [
+        client.get_run(run_id)
+        for run_id in json.loads(done.stdout[done.stdout.rindex('{\n  "project"') :])["mlflow_runs"]
+    ]
+    assert sorted(r.data.tags.get("rnnops.model") for r in runs) == sorted(models), exp
+    assert all(
+        r.info.status == "FINISHED" and any(k.startswith("test_") for k in r.data.metrics)
+        for r in runs
+    )
+    versions = client.search_model_versions("name='stack-team'")
+    assert len(versions) == 1
+    assert client.get_model_version_by_alias("stack-team", "champion").version == "1"
+
+    # `rnnops serve` loads that champion through the registry, its files from the bucket.
+    import httpx
+
+    port = free_port()
+    server = start(
+        [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), "--model-name", "stack-team"],
+        env,
+        tmp_path / "serve.log",
+        project,
+    )
+    try:
+
+        def healthy():
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 180, "rnnops serve health", interval=0.5)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/predict", json={"text": ["wheat exports rose"]}
+        )
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1, answer.text
+        assert "stack-team" in httpx.get(f"http://127.0.0.1:{port}/health").text
+    finally:
+        stop(server)
+
+
+def test_postgres_restarted_mid_run_costs_a_retry_not_the_run(team_stack, tmp_path, tiny_nltk_data):
+    """The database restarts under both servers while a model trains; the run still finishes."""
+    import mlflow
+
+    state, values = team_stack
+    project, env = team_project(
+        values,
+        tmp_path,
+        tiny_nltk_data,
+        "stack-restart",
+        {"epochs": 40, "early_stopping_patience": 40},
+    )
+    pg_before = json.loads((state / "stack.json").read_text()).get("pg_port")
+    pid_before = (state / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.training"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 300
+        while not any("epoch 2/" in line for line in lines):
+            assert proc.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.2)
+        restarted = stack("restart-postgres", state)
+        assert proc.poll() is None, "training ended before the database restarted"
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    pid_after = parse(restarted.stdout)["POSTGRES_PID"]
+    assert pid_after and pid_after != pid_before and pg_before
+    assert proc.returncode == 0, out[-4000:]
+    # Every epoch's metrics reached PostgreSQL through the restart; promoted once.
+    client = mlflow.MlflowClient(values["MLFLOW_TRACKING_URI"])
+    run_ids = json.loads(out[out.rindex('{\n  "project"') :])["mlflow_runs"]
+    (trained,) = [client.get_run(r) for r in run_ids]
+    assert trained.info.status == "FINISHED"
+    epochs_run = json.loads((project / "models" / "lstm" / "train.json").read_text())["epochs_run"]
+    assert len(client.get_metric_history(trained.info.run_id, "loss")) == epochs_run > 2
+    assert client.get_model_version_by_alias("stack-restart", "champion").version == "1"
 
 
 def test_pipeline_on_the_stack(team_stack, tmp_path, tiny_nltk_data):

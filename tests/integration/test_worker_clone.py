@@ -33,7 +33,7 @@ def project_and_remote(tmp_path):
 
 def test_a_worker_clone_follows_the_commit_each_sweep_publishes(project_and_remote, tmp_path):
     project, remote = project_and_remote
-    first = worker_clone.publish_commit(project, remote, "sweep-1")
+    first = worker_clone.publish_commit(project, remote, worker_clone.sweep_ref("sweep-1"))
     assert git("rev-parse", "refs/rnnops/sweeps/sweep-1", cwd=remote) == first
     home = tmp_path / "worker"
     clone = worker_clone.prepare_clone(home, remote, worker_clone.sweep_ref("sweep-1"), first)
@@ -43,7 +43,7 @@ def test_a_worker_clone_follows_the_commit_each_sweep_publishes(project_and_remo
     # The next sweep's commit, and a stray file in the clone from the last point.
     (project / "params.yaml").write_text("a: 2\n")
     git("commit", "-qam", "two", cwd=project)
-    second = worker_clone.publish_commit(project, remote, "sweep-2")
+    second = worker_clone.publish_commit(project, remote, worker_clone.sweep_ref("sweep-2"))
     (clone / "params.yaml").write_text("edited by a crashed point\n")
     (clone / "stray.txt").write_text("left over\n")
     again = worker_clone.prepare_clone(home, remote, worker_clone.sweep_ref("sweep-2"), second)
@@ -56,7 +56,7 @@ def test_uncommitted_changes_never_reach_the_workers(project_and_remote):
     project, remote = project_and_remote
     (project / "params.yaml").write_text("a: 3\n")
     with pytest.raises(StageError) as err:
-        worker_clone.publish_commit(project, remote, "sweep-3")
+        worker_clone.publish_commit(project, remote, worker_clone.sweep_ref("sweep-3"))
     assert "uncommitted changes" in str(err.value) and "commit them" in str(err.value)
     assert err.value.transient is False
     refs = subprocess.run(
@@ -68,4 +68,6 @@ def test_uncommitted_changes_never_reach_the_workers(project_and_remote):
 def test_an_unreachable_remote_is_a_named_error(project_and_remote, tmp_path):
     project, _ = project_and_remote
     with pytest.raises(StageError, match="git push failed"):
-        worker_clone.publish_commit(project, str(tmp_path / "missing.git"), "sweep-4")
+        worker_clone.publish_commit(
+            project, str(tmp_path / "missing.git"), worker_clone.sweep_ref("sweep-4")
+        )

@@ -72,3 +72,42 @@ def hold_workspace(root):
     )
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+ORDER = [
+    "check_params",
+    "ingest",
+    "preprocess",
+    "pretrain",
+    "baseline",
+    "train@boe",
+    "train@lstm",
+    "evaluate@boe",
+    "evaluate@lstm",
+    "ensemble",
+    "compare",
+    "promote",
+]
+
+
+def test_model_stage_groups_hold_both_stages_of_each_changed_model():
+    from rnnops.systems.dvc_driver import model_stage_groups
+
+    groups = model_stage_groups(ORDER, ["train@lstm", "preprocess"])
+    assert groups == {"lstm": ["train@lstm", "evaluate@lstm"]}
+    # A model whose evaluation alone changed is a group too; the others stay out.
+    assert model_stage_groups(ORDER, ["evaluate@boe"]) == {"boe": ["train@boe", "evaluate@boe"]}
+    assert model_stage_groups(ORDER, ["ensemble", "compare"]) == {}
+
+
+def test_a_team_run_needs_both_a_git_remote_and_a_stage_deployment_and_a_server():
+    from flows.team import TeamRunError, check_team_run
+
+    check_team_run("sqlite:///mlruns.db", None, None)  # a local run: nothing to check
+    check_team_run("http://mlflow:5000", "git@host:team.git", "pipeline-stages/team")
+    with pytest.raises(TeamRunError, match="give both"):
+        check_team_run("http://mlflow:5000", "git@host:team.git", None)
+    with pytest.raises(TeamRunError, match="MLFLOW_TRACKING_URI"):
+        check_team_run("sqlite:///mlruns.db", "git@host:team.git", "pipeline-stages/team")
+    with pytest.raises(TeamRunError, match="sweep point"):
+        check_team_run("http://mlflow:5000", "git@host:team.git", "pipeline-stages/team", True)

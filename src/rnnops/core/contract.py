@@ -9,23 +9,24 @@ from __future__ import annotations
 
 # --------------------------------------------------------------------------- environment
 
-# Written by flows.training (the Prefect flow run); read by tracking.lineage_tags, which
-# tags every run of the stage with it, and by the flow's report to find its runs.
+# Written by flows.stage_tasks.links_env (the Prefect flow run); read by
+# tracking.lineage_tags, which tags every run of the stage with it, and by the flow's report
+# to find its runs.
 PREFECT_FLOW_RUN_ID_ENV = "RNNOPS_PREFECT_FLOW_RUN_ID"
-# Written by flows.training when a Prefect UI exists; read by tracking.lineage_tags.
+# Written by flows.stage_tasks.links_env when a Prefect UI exists; read by tracking.lineage_tags.
 PREFECT_FLOW_RUN_URL_ENV = "RNNOPS_PREFECT_FLOW_RUN_URL"
-# Written by flows.training for deployment runs; read by tracking.lineage_tags.
+# Written by flows.stage_tasks.links_env for deployment runs; read by tracking.lineage_tags.
 PREFECT_DEPLOYMENT_ENV = "RNNOPS_PREFECT_DEPLOYMENT"
-# Written by flows.training (the Prefect task run id, the same on every retry); read by
-# tracking.execution_key, so a retried stage resumes the MLflow run of its first attempt.
+# Written by flows.stage_tasks.execution_env (the Prefect task run id, the same on every
+# retry); read by tracking.execution_key, so a retried stage resumes the MLflow run of its first attempt.
 STAGE_EXECUTION_ENV = "RNNOPS_STAGE_EXECUTION"
-# Written by flows.training.sweep_env for one sweep point; read by tracking.lineage_tags.
+# Written by flows.stage_tasks.sweep_env for one sweep point; read by tracking.lineage_tags.
 SWEEP_ID_ENV = "RNNOPS_SWEEP_ID"
 SWEEP_POINT_ENV = "RNNOPS_SWEEP_POINT"
-# Written by flows.training.sweep_env: the sweep's parent MLflow run; read by
+# Written by flows.stage_tasks.sweep_env: the sweep's parent MLflow run; read by
 # tracking.lineage_tags (as mlflow.parentRunId, so the UI nests the point's runs).
 PARENT_RUN_ID_ENV = "RNNOPS_PARENT_RUN_ID"
-# Written by flows.training.sweep_env ("record"); read by promote: a sweep point's promote
+# Written by flows.stage_tasks.sweep_env ("record"); read by promote: a sweep point's promote
 # stage only records its candidate, the sweep promotes its best point once.
 PROMOTE_MODE_ENV = "RNNOPS_PROMOTE_MODE"
 # Written by reproduce.reproduce_run: the run being reproduced; read by tracking.lineage_tags.

@@ -146,6 +146,8 @@ class StudyPlan:
     study_id: str
     points: tuple[StudyPoint, ...]
     quick: bool
+    # The validated study file: what the report and the flow read (probes, budget, pace).
+    study: StudyFile = field(repr=False, compare=False)
 
 
 def recurrent_weights(kind: str, bidirectional: bool, layers: int, units: int, inputs: int) -> int:
@@ -396,4 +398,4 @@ def plan_study(study: StudyFile, params_raw: dict, quick: bool = False) -> Study
                 )
             )
     study_id = f"{study.name}{'-quick' if quick else ''}-{_digest([p.name for p in points])[:8]}"
-    return StudyPlan(study_id, tuple(points), quick)
+    return StudyPlan(study_id, tuple(points), quick, study)

@@ -68,6 +68,8 @@ class StageResult:
     ran: bool
     seconds: float
     output: str
+    # Its outputs came from DVC's run cache (the same stage already ran, e.g. on a worker).
+    restored: bool = False
 
 
 @contextlib.contextmanager
@@ -124,8 +126,14 @@ def run_dvc(
     timeout: float | None = None,
     on_line: LineSink | None = None,
 ) -> subprocess.CompletedProcess:
-    """``dvc ARGS`` in ``root``, its output streamed (:func:`run_streaming`)."""
-    return run_streaming([dvc_bin(), *args], root, env or subprocess_env(), timeout, on_line)
+    """``dvc ARGS`` in ``root``, its output streamed (:func:`run_streaming`).
+
+    Another dvc process holding the repository's lock (a user's ``dvc status``, a sweep's
+    points pulling their experiments at the same moment) is waited for, not failed on:
+    DVC holds it only between stages, and ``timeout`` still bounds the whole command.
+    """
+    cmd = [dvc_bin(), "--wait-for-lock", *args]
+    return run_streaming(cmd, root, env or subprocess_env(), timeout, on_line)
 
 
 def run_streaming(
@@ -190,10 +198,28 @@ def stage_order(root: str | Path) -> list[str]:
         return [s.name for s in stages if s.name]
 
 
+MODEL_STAGES = ("train", "evaluate")
+
+
+def model_stage_groups(order: list[str], changed: list[str]) -> dict[str, list[str]]:
+    """The per-model stages that need work, grouped by model: ``{NAME: [train@NAME, evaluate@NAME]}``.
+
+    One model's stages depend on no other model's, so each group can run on its own
+    machine. A model is in it when either of its stages changed (its evaluation alone may
+    have changed); both stages go in its group, and DVC skips whichever is up to date.
+    """
+    changed_set, groups = set(changed), {}
+    for stage in order:
+        kind, _, name = stage.partition("@")
+        if kind in MODEL_STAGES and name:
+            groups.setdefault(name, []).append(stage)
+    return {name: stages for name, stages in groups.items() if changed_set.intersection(stages)}
+
+
 def changed_stages(root: str | Path, env: dict | None = None) -> list[str]:
     """Stages whose deps, params, code or outputs changed (``dvc status``)."""
     proc = subprocess.run(
-        [dvc_bin(), "status", "--json"],
+        [dvc_bin(), "--wait-for-lock", "status", "--json"],
         cwd=root,
         env=env or subprocess_env(),
         capture_output=True,
@@ -266,14 +292,26 @@ def run_stage(
     env: dict | None = None,
     timeout: float | None = None,
     on_line: LineSink | None = None,
+    pull: bool = False,
+    upstream: bool = False,
 ) -> StageResult:
-    """``dvc repro --single-item STAGE``: runs it only if something it depends on changed."""
+    """``dvc repro --single-item STAGE``: runs it only if something it depends on changed.
+
+    ``pull``: DVC's run cache is read from the remote first, so a stage that already ran
+    with the same deps, params and command elsewhere (a worker) is restored, not rerun.
+    ``upstream``: the stages it depends on are reproduced too (restored, with ``pull``).
+    """
     start = time.perf_counter()
-    proc = run_dvc(["repro", "--single-item", stage], root, env, timeout, on_line)
+    args = ["repro", *(["--pull"] if pull else []), *([] if upstream else ["--single-item"])]
+    proc = run_dvc([*args, stage], root, env, timeout, on_line)
     raise_for_failure(proc, stage)
     output = proc.stdout
     return StageResult(
-        stage, f"Running stage '{stage}'" in output, time.perf_counter() - start, output
+        stage,
+        f"Running stage '{stage}'" in output,
+        time.perf_counter() - start,
+        output,
+        restored=f"Stage '{stage}' is cached - skipping run" in output,
     )
 
 
@@ -306,7 +344,46 @@ def pull(root: str | Path, env: dict | None = None, on_line: LineSink | None = N
     return output
 
 
-def push(root: str | Path, env: dict | None = None, on_line: LineSink | None = None) -> str:
-    proc = run_dvc(["push"], root, env, 3600, on_line)
+def push_uncached_outputs(root: str | Path, targets: list[str]) -> int:
+    """Upload the ``cache: false`` outputs (metrics) of ``targets`` to the default remote.
+
+    DVC's run cache records them by hash, and the run that made them stored them in the
+    local cache, but ``dvc push --run-cache`` does not upload them; without them another
+    clone cannot restore the stage from the run cache and reruns it. Returns how many
+    objects were sent.
+    """
+    from dvc.repo import Repo
+
+    # DVC resolves a target against the process's working directory, not the repository:
+    # name each stage by its dvc.yaml's absolute path (a flow run's cwd is elsewhere).
+    dvc_yaml = Path(root).resolve() / "dvc.yaml"
+    with Repo(str(root)) as repo:
+        objs = {
+            out.hash_info
+            for target in targets
+            for stage in repo.stage.collect(f"{dvc_yaml}:{target}")
+            for out in stage.outs
+            if not out.use_cache and out.hash_info and out.hash_info.value
+        }
+        if not objs:
+            return 0
+        return len(repo.cloud.push(objs).transferred)
+
+
+def push(
+    root: str | Path,
+    env: dict | None = None,
+    on_line: LineSink | None = None,
+    targets: list[str] | None = None,
+    run_cache: bool = False,
+) -> str:
+    """``dvc push`` (of ``targets`` only, when given); ``run_cache``: DVC's record of which
+    stage run made which outputs goes too, so another clone restores them instead of rerunning."""
+    args = ["push", *(["--run-cache"] if run_cache else []), *(targets or [])]
+    proc = run_dvc(args, root, env, 3600, on_line)
+    if run_cache and targets and proc.returncode == 0:
+        sent = push_uncached_outputs(root, targets)
+        if on_line is not None:
+            on_line(f"{sent} outputs kept out of DVC's cache (metrics) pushed for the run cache")
     raise_for_failure(proc, "push")
     return proc.stdout

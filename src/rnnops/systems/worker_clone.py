@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 from rnnops.core import contract
-from rnnops.systems.dvc_driver import RepositoryBusyError, StageError, raise_for_failure, run_dvc
+from rnnops.systems.dvc_driver import StageError, raise_for_failure, run_dvc
 
 SWEEP_REF_PREFIX = "refs/rnnops/sweeps"
+RUN_REF_PREFIX = "refs/rnnops/runs"
 
 
 class GitRemoteError(StageError):
@@ -44,8 +43,13 @@ def sweep_ref(sweep_id: str) -> str:
     return f"{SWEEP_REF_PREFIX}/{sweep_id}"
 
 
-def publish_commit(root: str | Path, git_remote: str, sweep_id: str) -> str:
-    """Push ``HEAD`` to ``refs/rnnops/sweeps/<sweep_id>`` on the remote; return the commit.
+def run_ref(run_id: str) -> str:
+    """Where one pipeline run whose model stages go to workers publishes its commit."""
+    return f"{RUN_REF_PREFIX}/{run_id}"
+
+
+def publish_commit(root: str | Path, git_remote: str, ref: str) -> str:
+    """Push ``HEAD`` to ``ref`` on the remote (:func:`sweep_ref`, :func:`run_ref`); return the commit.
 
     Uncommitted changes would not reach the workers, so they are refused here.
     """
@@ -53,13 +57,13 @@ def publish_commit(root: str | Path, git_remote: str, sweep_id: str) -> str:
     if dirty:
         raise GitRemoteError(
             f"{root} has uncommitted changes ({dirty.splitlines()[0].strip()} ...): workers "
-            "run committed code only; commit them, then rerun the sweep",
+            "run committed code only; commit them, then rerun",
             "git",
             2,
             dirty,
         )
     commit = _git(["rev-parse", "HEAD"], root).strip()
-    _git(["push", "--quiet", git_remote, f"HEAD:{sweep_ref(sweep_id)}"], root)
+    _git(["push", "--quiet", git_remote, f"HEAD:{ref}"], root)
     return commit
 
 
@@ -111,25 +115,11 @@ def push_experiment(root: str | Path, git_remote: str, name: str, env: dict | No
     raise_for_failure(proc, "exp push")
 
 
-# Points that finish together pull into the same repository, and DVC lets one process at a
-# time hold its lock: the pulls of one sweep take turns.
-_PULLS = threading.Lock()
-PULL_ATTEMPTS = 5
-
-
 def pull_experiment(root: str | Path, git_remote: str, name: str, env: dict | None = None) -> None:
     """``dvc exp pull``: a worker's experiment into this project (ref and outputs).
 
-    Another process holding the repository's lock (a user's ``dvc status``) is waited out
-    for a few attempts rather than failing a point that trained fine.
+    Points that finish together pull into the same repository; each waits for DVC's
+    repository lock (:func:`run_dvc`) instead of failing a point that trained fine.
     """
-    for attempt in range(1, PULL_ATTEMPTS + 1):
-        with _PULLS:
-            proc = run_dvc(["exp", "pull", git_remote, name], root, env, 1800)
-        try:
-            raise_for_failure(proc, "exp pull")
-            return
-        except RepositoryBusyError:
-            if attempt == PULL_ATTEMPTS:
-                raise
-            time.sleep(2 * attempt)
+    proc = run_dvc(["exp", "pull", git_remote, name], root, env, 1800)
+    raise_for_failure(proc, "exp pull")
