@@ -141,6 +141,8 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
     import time
 
     from conftest import start, stop, wait_for
+    from rnnops.testing.http_load import load as run_load
+    from rnnops.testing.http_load import request_bytes
 
     project, env, _, _, pyfunc = champion
     texts = sample_texts(project)[:64]
@@ -158,17 +160,14 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
         except httpx.TransportError:
             return False
 
-    async def load(n: int, concurrency: int) -> list:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-            gate = asyncio.Semaphore(concurrency)
+    singles = [request_bytes("POST", "/predict", "t", {"text": t}) for t in texts]
 
-            async def one(i):
-                async with gate:
-                    resp = await client.post("/predict", json={"text": texts[i % len(texts)]})
-                    return i, resp.status_code, resp.json()["predictions"]
-
-            return await asyncio.gather(*(one(i) for i in range(n)))
+    def load(n: int, concurrency: int) -> list:
+        # The lean client: httpx's own CPU would otherwise take a core from the server.
+        result = run_load(
+            url, lambda i: singles[i % len(singles)], n, concurrency, keep_answers=True
+        )
+        return [(i, a.status, a.json()["predictions"]) for i, a in enumerate(result.answers)]
 
     async def burst() -> tuple[list, int]:
         sent: list = []
@@ -182,10 +181,10 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
 
     try:
         wait_for(healthy, 120, "rnnops serve health", interval=0.5)
-        asyncio.run(load(200, 64))  # warm-up: what the server holds after its first burst
+        load(200, 64)  # warm-up: what the server holds after its first burst
         rss_warm = _rss_kib(proc.pid)
         start_time = time.perf_counter()
-        answers = asyncio.run(load(2000, 64))
+        answers = load(2000, 64)
         seconds = time.perf_counter() - start_time
         for i, status, rows in answers:
             assert status == 200

@@ -65,14 +65,13 @@ def test_each_caller_gets_its_own_rows_in_order(reqs, max_batch, model_delay):
     answers = asyncio.run(fire(batcher, reqs))
     for (items, _, key), got in zip(reqs, answers, strict=True):
         assert got == [(key, item * 10) for item in items]
-    # Every item went through exactly one call; calls mix no keys and respect the bound
-    # (a request larger than the bound runs alone).
+    # Every item went through exactly one call; no call is over the bound (a request
+    # larger than it runs in slices).
     assert sorted(i for _, items in model.calls for i in items) == sorted(
         i for items, _, _ in reqs for i in items
     )
-    sizes = {len(items) for items, _, _ in reqs}
     for _key, items in model.calls:
-        assert len(items) <= max_batch or len(items) in sizes
+        assert len(items) <= max_batch
     assert batcher.stats.requests == len(reqs) and batcher.stats.calls == len(model.calls)
 
 
@@ -116,6 +115,32 @@ def test_requests_that_arrive_while_the_model_is_busy_share_one_call():
     first, rest = asyncio.run(scenario())
     assert first == [0] and rest == [[i, -i] for i in range(1, 11)]
     assert calls == [[0], [x for i in range(1, 11) for x in (i, -i)]]
+
+
+def test_a_huge_request_delays_a_small_one_by_one_slice():
+    """A request over the bound runs in slices; a request that arrives meanwhile goes
+    before the huge one's next slice, and each gets its rows in order."""
+    release = threading.Event()
+    calls = []
+
+    def model(key, items):
+        calls.append(list(items))
+        release.wait(5)
+        return [i * 10 for i in items]
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.0)
+        huge = asyncio.ensure_future(batcher.submit(list(range(10))))
+        await asyncio.sleep(0.05)  # its first slice is running
+        small = asyncio.ensure_future(batcher.submit([100]))
+        await asyncio.sleep(0.05)
+        release.set()
+        return await huge, await small, batcher.stats
+
+    huge, small, stats = asyncio.run(scenario())
+    assert huge == [i * 10 for i in range(10)] and small == [1000]
+    assert calls == [[0, 1, 2, 3], [100], [4, 5, 6, 7], [8, 9]]
+    assert (stats.requests, stats.items, stats.largest) == (2, 11, 4)
 
 
 def test_an_idle_batcher_does_not_wait():

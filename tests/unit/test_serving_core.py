@@ -542,6 +542,54 @@ def test_singlelabel_predictor_abstains_too():
     assert predictor.predict([]).empty
 
 
+class WrappedPredictor:
+    """What mlflow.pyfunc.load_model gives for rnnops' TopicModel: a frame in, a frame out,
+    the predictor reachable through unwrap_python_model(). Counts frame calls."""
+
+    def __init__(self, predictor):
+        self.predictor, self.frame_calls = predictor, 0
+
+    def unwrap_python_model(self):
+        return self
+
+    def predict(self, model_input):
+        self.frame_calls += 1
+        return self.predictor.predict(model_input["text"].tolist())
+
+
+class NaNNet(PriorNet):
+    def predict(self, ids, batch_size=256, verbose=0):
+        scores = super().predict(ids)
+        scores[-1, 0] = float("nan")
+        return scores
+
+
+def test_served_predictor_skips_the_frames_and_answers_the_same():
+    from rnnops.apps.serving_models import ServedModel
+    from rnnops.core.decision import Decision
+    from rnnops.core.predictor import TopicPredictor
+    from rnnops.core.text import OOV, PAD, TextSettings
+
+    def predictor(net):
+        return TopicPredictor(
+            model=net,
+            vocab=[PAD, OOV, "the", "oil", "."],
+            labels=["crude", "earn", "grain"],
+            settings=TextSettings(max_len=10),
+            decision=Decision("multilabel", 0.85, True),
+        )
+
+    texts = ["Oil, the oil.", "the", "qwzx blorft", "oil oil oil"]
+    wrapped = WrappedPredictor(predictor(PriorNet()))
+    served = ServedModel(wrapped, "m", "champion", "1", "models:/m/1")
+    assert served.predict(texts) == predictions_to_json(
+        wrapped.predict(pd.DataFrame({"text": texts}))
+    )
+    assert wrapped.frame_calls == 1  # only the reference call above went through frames
+    with pytest.raises(NonFiniteScoresError):
+        ServedModel(WrappedPredictor(predictor(NaNNet())), "m", None, "2", "u").predict(texts)
+
+
 # --------------------------------------------------------------------------- batching, MLflow's protocol
 
 
@@ -577,13 +625,17 @@ def length_app():
 
 def test_serving_config_batch_fields_are_validated():
     base = ServingConfig()
-    assert (base.batch_max_documents, base.batch_max_wait_ms) == (256, 2.0)
+    assert (base.batch_max_documents, base.batch_max_wait_ms) == (64, 2.0)
     assert serving_config(base, batch_max_wait_ms=0).batch_max_wait_ms == 0
     for field, value in (("batch_max_documents", 0), ("batch_max_wait_ms", -1)):
         with pytest.raises(ConfigError, match=rf"serving\.{field}"):
             serving_config(base, **{field: value})
     with pytest.raises(ConfigError, match=r"serving\.shutdown_timeout_s"):
         serving_config(base, shutdown_timeout_s=0)
+    assert base.compiled_batch_sizes[0] == 1 and base.compiled_batch_sizes[-1] == base.batch_max_documents
+    assert serving_config(base, compiled_batch_sizes=[]).compiled_batch_sizes == []
+    with pytest.raises(ConfigError, match=r"serving\.compiled_batch_sizes"):
+        serving_config(base, compiled_batch_sizes=[1, 0])
 
 
 def test_concurrent_requests_share_model_calls_and_keep_their_rows(length_app):

@@ -62,3 +62,43 @@ def test_wordpunct_matches_nltk_exactly():
 
     text = "Shell Canada <SHC.TO> said 1987 net fell 12.5 pct, to C$1.2 mln; ÉTAT déjà-vu... U.S. (Reuter)"
     assert tokenize(text, "wordpunct", lowercase=False) == wordpunct_tokenize(text)
+
+
+def _real_corpus_texts() -> list[str]:
+    """Every story of the Reuters corpus in NLTK_DATA (title line included), as served."""
+    import pytest
+
+    try:
+        from nltk.corpus import reuters
+
+        return [reuters.raw(f) for f in reuters.fileids()]
+    except LookupError:
+        pytest.skip("the NLTK Reuters corpus is not in NLTK_DATA")
+
+
+def test_served_encoding_equals_the_training_encoding_on_the_whole_corpus():
+    """Serving tokenizes only the kept end of a story; the ids must not change."""
+    from rnnops.core.predictor import TopicPredictor
+    from rnnops.core.text import TextSettings
+
+    texts = _real_corpus_texts()
+    assert len(texts) > 10_000
+    edges = [  # cuts through a word, a punctuation run and HTML entities
+        "&amp;" * 400 + " tail",
+        "a.&#1234;b " * 300,
+        "word" * 2000,
+        ("x " * 149) + "&amp;lt;" + " y" * 50,
+    ]
+    whole = [tokenize(text) for text in texts + edges]  # what preprocess tokenizes
+    vocab = ["<pad>", "<oov>"] + sorted({t for tokens in whole[:3000] for t in tokens})
+    for settings in (
+        TextSettings(max_len=150),
+        TextSettings(max_len=40, truncating="pre"),
+        TextSettings(max_len=7, padding="pre"),
+    ):
+        predictor = TopicPredictor(None, vocab, ["earn"], settings, decision=None)
+        served = predictor.encode(texts + edges)
+        trained = encode(
+            whole, predictor._index, settings.max_len, settings.truncating, settings.padding
+        )
+        np.testing.assert_array_equal(served, trained)

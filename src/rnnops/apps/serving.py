@@ -19,6 +19,7 @@ The parts, each testable alone:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -43,7 +44,6 @@ from rnnops.apps.serving_models import (  # noqa: F401
     ModelLoadError,
     NonFiniteScoresError,
     NotATopicModelError,
-    OnlineKerasModel,
     ServedModel,
     _clip,
     describe_load_failure,
@@ -52,6 +52,7 @@ from rnnops.apps.serving_models import (  # noqa: F401
     predictions_to_json,
     unreachable_failure,
 )
+from rnnops.apps.serving_network import OnlineKerasModel  # noqa: F401
 from rnnops.apps.serving_requests import (  # noqa: F401
     EXAMPLE,
     RequestError,
@@ -213,7 +214,11 @@ def serve(cfg: ServingConfig, access_log: bool = False) -> None:
     """Load the model (fail fast when it cannot be), then answer on ``cfg.host:cfg.port``."""
     bound_log_lines()
 
-    holder = ModelHolder(cfg.registered_model, cfg.alias)
+    holder = ModelHolder(
+        cfg.registered_model,
+        cfg.alias,
+        load=functools.partial(load_pyfunc, batch_sizes=cfg.compiled_batch_sizes),
+    )
     served, _ = holder.reload()
     log.info(
         "serving %s (version %s) on http://%s:%d",

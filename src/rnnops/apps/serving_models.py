@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rnnops.core.config import DEFAULT_BATCH_SIZES
+
 log = logging.getLogger(__name__)
 
 # A model must answer these before it serves; three sizes also warm the compiled
@@ -90,6 +92,17 @@ def predictions_to_json(frame: Any) -> list[dict[str, Any]]:
             else:
                 row[column] = int(value)
         rows.append(row)
+    return rows
+
+
+def rows_to_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The predictor's rows as sent: non-finite numbers raise, an empty note is null."""
+    for row in rows:
+        for score in row["scores"]:
+            _finite(score)
+        _finite(row["top_score"])
+        _finite(row["oov_rate"])
+        row["note"] = row["note"] or None
     return rows
 
 
@@ -184,40 +197,33 @@ def describe_resolve_failure(model_uri: str, exc: BaseException) -> ModelLoadErr
     )
 
 
-class OnlineKerasModel:
-    """A Keras model whose ``predict`` suits request-sized inputs.
+def topic_predictor(pyfunc: Any) -> Any | None:
+    """The :class:`~rnnops.core.predictor.TopicPredictor` inside rnnops' pyfunc, else None.
 
-    ``Model.predict`` builds a data pipeline on every call (about 50 ms here, for one
-    document); ``predict_on_batch`` runs the same compiled function on the array
-    directly. Same network, same weights, same scores.
+    Serving calls it directly: the pyfunc's ``predict`` checks the input frame against
+    the signature and builds an output frame, which costs more than the network on one
+    document; the request layer has already checked that every document is a string.
     """
+    from rnnops.core.predictor import TopicPredictor
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, x: Any, batch_size: int = 256, verbose: int = 0) -> Any:
-        import numpy as np
-
-        parts = [
-            np.asarray(self.model.predict_on_batch(x[i : i + batch_size]))
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.asarray(self.model.predict(x, verbose=0))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
-def load_pyfunc(uri: str) -> Any:
-    """Load the text-in pyfunc (Keras safe mode, see rnnops.core.models.load_model) for serving."""
-    from rnnops.systems import tracking
-
-    pyfunc = tracking.load_text_model(uri)
     try:
         predictor = pyfunc.unwrap_python_model().predictor
     except (AttributeError, TypeError, ValueError):
-        return pyfunc  # not rnnops' TopicModel: serve it as it is
-    predictor.model = OnlineKerasModel(predictor.model)
+        return None
+    return predictor if isinstance(predictor, TopicPredictor) else None
+
+
+def load_pyfunc(uri: str, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> Any:
+    """Load the text-in pyfunc (Keras safe mode, see rnnops.core.models.load_model) for
+    serving, its network compiled for ``batch_sizes`` (see rnnops.apps.serving_network)."""
+    from rnnops.apps.serving_network import serving_network
+    from rnnops.systems import tracking
+
+    pyfunc = tracking.load_text_model(uri)
+    predictor = topic_predictor(pyfunc)
+    if predictor is not None:  # else not rnnops' TopicModel: serve it as it is
+        check_ids = predictor.encode(SMOKE_TEXTS)
+        predictor.model = serving_network(predictor.model, batch_sizes, check_ids)
     return pyfunc
 
 
@@ -284,11 +290,16 @@ class ServedModel:
             "loaded_at": self.loaded_at,
         }
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        import pandas as pd
+    def __post_init__(self) -> None:
+        self._predictor = topic_predictor(self.pyfunc)
 
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         # Keras models are not safe to call from several threads at once.
         with self._lock:
+            if self._predictor is not None:
+                return rows_to_json(self._predictor.predict_rows(list(texts)))
+            import pandas as pd
+
             frame = self.pyfunc.predict(pd.DataFrame({"text": list(texts)}))
         return predictions_to_json(frame)
 

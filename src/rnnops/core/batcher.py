@@ -7,9 +7,11 @@ starts a call at once. Only while requests keep coming together (the call that j
 held more than one) does the next call wait up to ``max_wait_s`` for more to arrive,
 which keeps batches large under steady load.
 
-- A batch holds whole requests, in arrival order, up to ``max_batch`` items; a request
-  larger than that runs alone (it is never split). Requests are batched only with
-  requests under the same ``key`` (the model version that is to answer them).
+- A call holds whole requests, in arrival order, up to ``max_batch`` items. A request
+  larger than that runs in slices of ``max_batch``, and after each slice its rest goes
+  to the back of the queue: requests that arrived meanwhile go first, so a huge request
+  delays a small one by one slice, never by its whole length. Requests are batched only
+  with requests under the same ``key`` (the model version that is to answer them).
 - Each caller gets its own results, in the order of its items.
 - A failing batch of several requests is retried request by request, so each request
   gets its own answer or its own error and one bad request never fails its neighbours.
@@ -47,6 +49,24 @@ class _Pending(Generic[T]):
     key: Any
     items: list[T]
     future: asyncio.Future = field(repr=False)
+    results: list = field(default_factory=list, repr=False)  # of the slices already run
+
+    @property
+    def left(self) -> int:
+        return len(self.items) - len(self.results)
+
+
+@dataclass
+class _Slice:
+    """The part of a request that one call scores: its next ``size`` items."""
+
+    pending: _Pending
+    size: int
+
+    @property
+    def items(self) -> list:
+        start = len(self.pending.results)
+        return self.pending.items[start : start + self.size]
 
 
 @dataclass
@@ -140,25 +160,26 @@ class MicroBatcher(Generic[T, R]):
         for pending in self._pending:
             if pending.key is not head:
                 break
-            total += len(pending.items)
+            total += pending.left
         return total
 
-    def _take(self) -> list[_Pending[T]]:
+    def _take(self) -> list[_Slice]:
         while self._pending and self._pending[0].future.done():  # cancelled callers
             self._pending.popleft()
         if not self._pending:
             return []
-        batch = [self._pending.popleft()]
-        size = len(batch[0].items)
+        first = self._pending.popleft()
+        batch = [_Slice(first, min(first.left, self.max_batch))]
+        size = batch[0].size
         while self._pending:
             nxt = self._pending[0]
             if nxt.future.done():
                 self._pending.popleft()
                 continue
-            if nxt.key is not batch[0].key or size + len(nxt.items) > self.max_batch:
+            if nxt.key is not first.key or size + nxt.left > self.max_batch:
                 break
-            batch.append(self._pending.popleft())
-            size += len(nxt.items)
+            batch.append(_Slice(self._pending.popleft(), nxt.left))
+            size += nxt.left
         return batch
 
     async def _call(self, key: Any, items: list[T]) -> list[R]:
@@ -171,37 +192,44 @@ class MicroBatcher(Generic[T, R]):
             )
         return results
 
-    async def _run(self, batch: list[_Pending[T]]) -> None:
-        items = [item for pending in batch for item in pending.items]
+    async def _run(self, batch: list[_Slice]) -> None:
+        items = [item for part in batch for item in part.items]
         self.stats.largest = max(self.stats.largest, len(items))
         try:
-            results = await self._call(batch[0].key, items)
+            results = await self._call(batch[0].pending.key, items)
         except Exception as exc:
             if len(batch) == 1:
-                _answer(batch[0], exc=exc)
+                _answer(batch[0].pending, exc=exc)
                 return
             # Which request broke the batch is unknown: each one alone finds out.
             self.stats.retried_batches += 1
-            for pending in batch:
-                if pending.future.done():
+            for part in batch:
+                if part.pending.future.done():
                     continue
                 try:
-                    own = await self._call(pending.key, pending.items)
+                    own = await self._call(part.pending.key, part.items)
                 except Exception as own_exc:
-                    _answer(pending, exc=own_exc)
+                    _answer(part.pending, exc=own_exc)
                 else:
-                    self._count(pending)
-                    _answer(pending, results=own)
+                    self._done(part, own)
             return
         start = 0
-        for pending in batch:
-            self._count(pending)
-            _answer(pending, results=results[start : start + len(pending.items)])
-            start += len(pending.items)
+        for part in batch:
+            self._done(part, results[start : start + part.size])
+            start += part.size
 
-    def _count(self, pending: _Pending[T]) -> None:
+    def _done(self, part: _Slice, results: Sequence) -> None:
+        """Record a slice's results; answer its request, or queue the rest of it last."""
+        pending = part.pending
+        if pending.future.done():  # the caller went away meanwhile
+            return
+        pending.results.extend(results)
+        if pending.left:
+            self._pending.append(pending)
+            return
         self.stats.requests += 1
         self.stats.items += len(pending.items)
+        _answer(pending, results=pending.results)
 
 
 def _answer(pending: _Pending, results: list | None = None, exc: BaseException | None = None):

@@ -252,6 +252,10 @@ class PromotionConfig(_Strict):
     min_delta: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
+# Powers of two up to serving's default batch_max_documents: padding at most doubles a call.
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
 class ServingConfig(_Strict):
     """The online server (``rnnops serve``); CLI flags override these."""
 
@@ -265,10 +269,15 @@ class ServingConfig(_Strict):
     # More documents in one request get 413; split the batch.
     max_documents: PositiveInt = 512
     # Concurrent requests share one model call of up to this many documents (a larger
-    # request runs alone); under load a call waits up to batch_max_wait_ms for more to
+    # request runs in slices of this many, others going between them); under load a call waits up to batch_max_wait_ms for more to
     # arrive. A request on an idle server never waits.
-    batch_max_documents: Annotated[int, Field(ge=1, le=4096)] = 256
+    batch_max_documents: Annotated[int, Field(ge=1, le=4096)] = 64
     batch_max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 2.0
+    # The network is compiled (XLA) for these numbers of rows; a call pads up to the
+    # nearest. Empty: not compiled (predict_on_batch).
+    compiled_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: list(DEFAULT_BATCH_SIZES)
+    )
     # On SIGTERM, requests already read are answered for up to this long, then cancelled.
     shutdown_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
 

@@ -19,9 +19,11 @@ from rnnops.core.text import (
     TextSettings,
     coverage,
     evidence_mask,
-    texts_to_ids,
     tokenize,
     vocab_index,
+)
+from rnnops.core.text import (
+    encode as encode_tokens,
 )
 
 OUTPUT_COLUMNS = (
@@ -40,20 +42,23 @@ NO_EVIDENCE_NOTE = (
 )
 
 
-def bounded_text(text: str, settings: TextSettings) -> str:
-    """The part of ``text`` that holds the tokens encoding keeps (``max_len`` of them).
+def bounded_tokens(text: str, settings: TextSettings) -> list[str]:
+    """The tokens of ``text`` that encoding keeps (``max_len`` of them), and a few more.
 
     A document far longer than ``max_len`` is not tokenized whole: memory and time stay
-    bounded by ``max_len``, not by the document. The part grows until it holds more
-    tokens than are kept, so a token cut at its edge is never among them.
+    bounded by ``max_len``, not by the document. Only a part at the kept end is read; it
+    grows until it holds at least two tokens more than are kept, so the tokens a cut can
+    damage (a word or an HTML entity split at its edge) are never among those kept.
     """
-    span = max(settings.max_len, 1) * 16
+    keep = max(settings.max_len, 1)
+    span = keep * 8  # Reuters averages 5 characters a token: most parts need one pass
     while span < len(text):
         part = text[:span] if settings.truncating == "post" else text[-span:]
-        if len(tokenize(part, settings.tokenizer, settings.lowercase)) > settings.max_len + 1:
-            return part
-        span *= 4
-    return text
+        tokens = tokenize(part, settings.tokenizer, settings.lowercase)
+        if len(tokens) > keep + 2:
+            return tokens
+        span *= 2
+    return tokenize(text, settings.tokenizer, settings.lowercase)
 
 
 @dataclass
@@ -89,8 +94,10 @@ class TopicPredictor:
         )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        bounded = [bounded_text(t, self.settings) for t in texts]
-        return texts_to_ids(bounded, self._index, self.settings)
+        """Token ids of ``texts``, the same as preprocess writes for the same documents."""
+        s = self.settings
+        tokens = [bounded_tokens(t, s) for t in texts]
+        return encode_tokens(tokens, self._index, s.max_len, s.truncating, s.padding)
 
     def scores(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         if len(texts) == 0:
@@ -105,13 +112,17 @@ class TopicPredictor:
         and how much of the text the model knew (``tokens`` read, ``known_tokens`` that
         carry evidence, ``oov_rate``). A text without evidence gets no topic and a ``note``
         that says why; ``top_topic`` is then only the network's highest score."""
+        return pd.DataFrame(self.predict_rows(texts), columns=list(OUTPUT_COLUMNS))
+
+    def predict_rows(self, texts: Sequence[str]) -> list[dict]:
+        """:meth:`predict`'s rows as plain dicts (what serving sends, without a frame)."""
         if len(texts) == 0:
-            return pd.DataFrame([], columns=list(OUTPUT_COLUMNS))
+            return []
         ids = self.encode(texts)
         scores = self._scores(ids)
         seen = coverage(ids, self._evidence)
         chosen = self.decision.apply(scores, seen.known_tokens)
-        names = np.array(self.labels)
+        names = self.labels
         rows = []
         for n, row, pick in zip(range(len(scores)), scores, chosen, strict=True):
             if self.decision.task == "singlelabel":
@@ -133,4 +144,4 @@ class TopicPredictor:
                     "note": NO_EVIDENCE_NOTE if known < self.decision.min_known_tokens else "",
                 }
             )
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        return rows
