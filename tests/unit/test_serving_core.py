@@ -632,7 +632,10 @@ def test_serving_config_batch_fields_are_validated():
             serving_config(base, **{field: value})
     with pytest.raises(ConfigError, match=r"serving\.shutdown_timeout_s"):
         serving_config(base, shutdown_timeout_s=0)
-    assert base.compiled_batch_sizes[0] == 1 and base.compiled_batch_sizes[-1] == base.batch_max_documents
+    assert (
+        base.compiled_batch_sizes[0] == 1
+        and base.compiled_batch_sizes[-1] == base.batch_max_documents
+    )
     assert serving_config(base, compiled_batch_sizes=[]).compiled_batch_sizes == []
     with pytest.raises(ConfigError, match=r"serving\.compiled_batch_sizes"):
         serving_config(base, compiled_batch_sizes=[1, 0])

@@ -90,7 +90,7 @@ def test_served_encoding_equals_the_training_encoding_on_the_whole_corpus():
         ("x " * 149) + "&amp;lt;" + " y" * 50,
     ]
     whole = [tokenize(text) for text in texts + edges]  # what preprocess tokenizes
-    vocab = ["<pad>", "<oov>"] + sorted({t for tokens in whole[:3000] for t in tokens})
+    vocab = ["<pad>", "<oov>", *sorted({t for tokens in whole[:3000] for t in tokens})]
     for settings in (
         TextSettings(max_len=150),
         TextSettings(max_len=40, truncating="pre"),
