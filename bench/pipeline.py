@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnops.core.config import apply_overrides  # noqa: E402
+from rnnops.core.overrides import apply_overrides  # noqa: E402
 from rnnops.stages.baseline import majority_class, tfidf_svm  # noqa: E402
 from rnnops.systems.dvc_driver import stage_order  # noqa: E402
 

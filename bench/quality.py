@@ -46,7 +46,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnops.core.config import apply_overrides, parse_params  # noqa: E402
+from rnnops.core.config import parse_params  # noqa: E402
+from rnnops.core.overrides import apply_overrides  # noqa: E402
 from rnnops.stages.baseline import majority_class, tfidf_svm  # noqa: E402
 
 # Each task is the pipeline's preprocess stage with these settings.

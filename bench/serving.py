@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from rnnops.core.config import apply_overrides  # noqa: E402
+from rnnops.core.overrides import apply_overrides  # noqa: E402
 from rnnops.testing.http_load import host_of, load, request_bytes  # noqa: E402
 
 MODEL = "reuters-topics"

@@ -148,13 +148,10 @@ def study_flow(
     root = Path(project_dir or os.getcwd()).resolve()
     plan = load_plan(root, study_path, params_path, quick)
     params = load_params(root / params_path)
-    finished = [p for p in plan.points if dvc_experiments.finished_experiment(root, p.name)]
+    finished = sum(1 for p in plan.points if dvc_experiments.finished_experiment(root, p.name))
     logger.info(
         "study %s: %d points, %d already finished on this commit, %d to train",
-        plan.study_id,
-        len(plan.points),
-        len(finished),
-        len(plan.points) - len(finished),
+        *(plan.study_id, len(plan.points), finished, len(plan.points) - finished),
     )
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
     tracking.ensure_store(uri)

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -34,42 +33,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.stage_tasks import links_env, stream_to_log, sweep_env
 from flows.team import run_on_pool
 from rnnops.core import contract
-from rnnops.core.config import ConfigError, load_params, parse_params
+from rnnops.core.config import ConfigError, load_params
 from rnnops.core.sweep_plan import SweepError, expand_space, load_space, summary_markdown
+from rnnops.stages.experiment_promotion import experiment_outcome, promote_experiment
 from rnnops.systems import dvc_driver, dvc_experiments, tracking, worker_clone
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-PROMOTE_INPUTS = ["metrics", "reports/eval", "data/processed", "data/raw/reuters.parquet"]
-
 
 def new_sweep_id() -> str:
     return f"sweep-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def point_outcome(root: str | Path, name: str, metric: str) -> dict[str, Any]:
-    """What a finished point's experiment committed: its best model, score and metrics."""
-    from rnnops.stages.promote import Candidate, best_candidate, selection_score
-
-    files = dvc_experiments.experiment_files(root, name)
-    params = parse_params(yaml.safe_load(files.read_text("params.yaml")), f"experiment {name}")
-    metrics = {m: json.loads(files.read_text(f"metrics/{m}.json")) for m in params.candidates}
-    # The same choice as the promote stage (rnnops.stages.promote.best_candidate).
-    cand = best_candidate(
-        [Candidate(m, "", "", None, vals) for m, vals in metrics.items()], metric
-    ).name
-    run = json.loads(files.read_text(f"reports/eval/{cand}/mlflow.json"))
-    return {
-        "candidate": cand,
-        "candidate_run_id": run["run_id"],
-        "score": selection_score(metrics[cand], metric),
-        "metrics": {
-            f"{m}.{k}": v
-            for m, vals in metrics.items()
-            for k, v in vals.items()
-            if k in ("accuracy", "micro_f1", "macro_f1")
-        },
-    }
 
 
 @task(name="sweep-point", task_run_name="point-{index}", persist_result=False)
@@ -86,7 +59,7 @@ def sweep_point(
         logger.error("point %d %s failed: %s", index, overrides, exc)
         raise
     logger.info("point %d (%s) ran %s in %.1fs", index, name, result.stages_run, result.seconds)
-    return {"seconds": round(result.seconds, 2), **point_outcome(root, name, metric)}
+    return {"seconds": round(result.seconds, 2), **experiment_outcome(root, name, metric)}
 
 
 @task(name="sweep-point-dispatch", task_run_name="point-{index}", persist_result=False)
@@ -112,28 +85,7 @@ def dispatch_point(
         )
     if sweep.get("git_remote"):  # it ran in a worker's own clone: bring it here
         worker_clone.pull_experiment(root, sweep["git_remote"], name)
-    return {"flow_run_id": str(flow_run.id), **point_outcome(root, name, metric)}
-
-
-def promote_point(root: Path, name: str, params_path: Path, workdir: Path) -> dict[str, Any]:
-    """Send experiment ``name`` through the promotion gate of the sweep's own params."""
-    from dataclasses import asdict
-
-    from rnnops.stages.promote import run_promote
-
-    base = load_params(params_path)
-    dvc_experiments.fetch_experiment_outputs(root, name, [*PROMOTE_INPUTS, "params.yaml"], workdir)
-    point = load_params(workdir / "params.yaml")
-    decision = run_promote(
-        point.candidates,
-        base.promotion,  # the sweep's gate: same metric, margin and registered model
-        workdir / "metrics",
-        workdir / "reports" / "eval",
-        workdir / "data" / "processed",
-        workdir / "data" / "raw" / "reuters.parquet",
-        workdir / "promotion.json",
-    )
-    return asdict(decision)
+    return {"flow_run_id": str(flow_run.id), **experiment_outcome(root, name, metric)}
 
 
 @dataclass(frozen=True)
@@ -215,7 +167,7 @@ def run_points(ctx, points, point_names, max_parallel, reuse_finished) -> list[d
         for i, overrides, name, future in futures:
             row = {"point": i, "overrides": overrides, "experiment": name}
             if future is None:
-                outcome = point_outcome(ctx.root, name, ctx.metric)
+                outcome = experiment_outcome(ctx.root, name, ctx.metric)
                 row.update(status="completed", reused=True, **outcome)
                 rows.append(row)
                 continue
@@ -231,8 +183,12 @@ def run_points(ctx, points, point_names, max_parallel, reuse_finished) -> list[d
 
 
 def finish(ctx: SweepContext, rows, best, promotion, owns_parent: bool) -> str:
-    """The summary to the parent run (ended if the sweep owns it) and a Prefect artifact."""
+    """The failures logged, the summary to the parent run (ended if the sweep owns it) and
+    a Prefect artifact."""
     completed = [r for r in rows if r["status"] == "completed"]
+    for r in rows:
+        if r["status"] != "completed":
+            get_run_logger().error("point %d %s failed: %s", r["point"], r["overrides"], r["error"])
     markdown = summary_markdown(ctx.sweep_id, rows, best, promotion)
     table = {
         "point": [r["point"] for r in rows],
@@ -296,52 +252,21 @@ def sweep_flow(
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
     tracking.ensure_store(uri)
     tracking.configure(uri, params.tracking.experiment)
-    parent = parent_run_id or tracking.start_parent_run(
-        params.tracking.experiment,
-        sweep_id,
-        {
-            **tracking.lineage_tags(None, root),
-            contract.SWEEP_ID_TAG: sweep_id,
-            "rnnops.sweep_role": "parent",
-            **{k: v for k, v in links_env().items() if k == contract.PREFECT_FLOW_RUN_ID_ENV},
-        },
-        {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
-    )
+    parent = parent_run_id or _start_parent_run(params, root, sweep_id, space, points, max_parallel)
     logger.info("sweep %s: %d points, at most %d at once", sweep_id, len(points), max_parallel)
-    shared: dict[str, str] = {}
-    if git_remote:
-        commit = worker_clone.publish_commit(root, git_remote, worker_clone.sweep_ref(sweep_id))
-        shared = {
-            "git_remote": git_remote,
-            "ref": worker_clone.sweep_ref(sweep_id),
-            "commit": commit,
-        }
-        logger.info("workers fetch %s from %s (%s)", commit[:10], git_remote, shared["ref"])
+    shared = _publish_for_workers(root, git_remote, sweep_id) if git_remote else {}
     ctx = SweepContext(
         root, sweep_id, parent, params.promotion.metric, uri, dispatch, deployment_name, shared
     )
     rows = run_points(ctx, points, point_names, max_parallel, reuse_finished)
-    completed = [r for r in rows if r["status"] == "completed"]
-    best = max(completed, key=lambda r: r["score"]) if completed else None
-    promotion = None
-    if best and promote:
-        with tempfile.TemporaryDirectory(prefix="rnnops-sweep-") as tmp:
-            promotion = promote_point(root, best["experiment"], root / params_path, Path(tmp))
-            tracking.log_files_to_runs([parent], [Path(tmp) / "promotion.json"])
-        logger.info(
-            "best point %d -> v%s %s",
-            best["point"],
-            promotion["candidate_version"],
-            promotion["decision"],
-        )
+    completed = (r for r in rows if r["status"] == "completed")
+    best = max(completed, key=lambda r: r["score"], default=None)
+    promotion = _promote_best(root, best, root / params_path, parent) if best and promote else None
     if best and apply_best:
         dvc_experiments.apply_experiment(root, best["experiment"])
         logger.info("applied %s to the workspace", best["experiment"])
     finish(ctx, rows, best, promotion, owns_parent=parent_run_id is None)
-    for r in rows:
-        if r["status"] != "completed":
-            logger.error("point %d %s failed: %s", r["point"], r["overrides"], r["error"])
-    if not completed:
+    if best is None:
         raise SweepError(f"sweep {sweep_id}: every point failed")
     return {
         "sweep_id": sweep_id,
@@ -352,6 +277,43 @@ def sweep_flow(
         "promotion": promotion,
         "applied": bool(best and apply_best),
     }
+
+
+def _start_parent_run(params, root: Path, sweep_id: str, space, points, max_parallel: int) -> str:
+    """The sweep's MLflow parent run: its lineage, its space and how many points run at once."""
+    return tracking.start_parent_run(
+        params.tracking.experiment,
+        sweep_id,
+        {
+            **tracking.lineage_tags(None, root),
+            contract.SWEEP_ID_TAG: sweep_id,
+            "rnnops.sweep_role": "parent",
+            **{k: v for k, v in links_env().items() if k == contract.PREFECT_FLOW_RUN_ID_ENV},
+        },
+        {"space": json.dumps(space), "points": len(points), "max_parallel": max_parallel},
+    )
+
+
+def _publish_for_workers(root: Path, git_remote: str, sweep_id: str) -> dict[str, str]:
+    """The sweep's commit on the git remote, under its own ref, for the workers' clones."""
+    ref = worker_clone.sweep_ref(sweep_id)
+    commit = worker_clone.publish_commit(root, git_remote, ref)
+    get_run_logger().info("workers fetch %s from %s (%s)", commit[:10], git_remote, ref)
+    return {"git_remote": git_remote, "ref": ref, "commit": commit}
+
+
+def _promote_best(root: Path, best: dict[str, Any], params_path: Path, parent: str) -> dict:
+    """The best point through the promotion gate; its decision logged to the parent run."""
+    with tempfile.TemporaryDirectory(prefix="rnnops-sweep-") as tmp:
+        promotion = promote_experiment(root, best["experiment"], params_path, Path(tmp))
+        tracking.log_files_to_runs([parent], [Path(tmp) / "promotion.json"])
+    get_run_logger().info(
+        "best point %d -> v%s %s",
+        best["point"],
+        promotion["candidate_version"],
+        promotion["decision"],
+    )
+    return promotion
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from flows.stage_tasks import (
 )
 from flows.training_report import report_markdown
 from rnnops.core import contract
-from rnnops.core.config import load_params
+from rnnops.core.config import Params, load_params
 from rnnops.core.io import read_json
 from rnnops.systems import dvc_driver, tracking
 
@@ -140,15 +140,10 @@ def training_flow(
     ``sweep_id``, ``parent_run_id``, ``point`` and ``name`` (the DVC experiment's
     name); the point's promotion is deferred to the sweep.
     """
-    logger = get_run_logger()
-    late = lateness_seconds(runtime_flow_run.scheduled_start_time)
-    if too_late(late, max_lateness_minutes):
-        message = (
-            f"skipped: started {late / 60:.1f} min after its scheduled time, over the "
-            f"max_lateness_minutes={max_lateness_minutes} policy; the next scheduled run retrains"
-        )
-        logger.warning(message)
-        return {"skipped": message}
+    skipped = _late_start(max_lateness_minutes)
+    if skipped:
+        get_run_logger().warning(skipped)
+        return {"skipped": skipped}
     root = Path(project_dir or os.getcwd()).resolve()
     remote = (sweep or {}).get("git_remote")
     if remote:  # a worker with its own clone: the sweep's commit from the git remote
@@ -156,66 +151,109 @@ def training_flow(
     # Invalid params are a deterministic failure: stop before any stage runs.
     params = load_params(root / params_path, overrides)
     uri = tracking.resolve_tracking_uri(params.tracking.uri, root)
-    team.check_team_run(uri, git_remote, stage_deployment, bool(overrides or sweep))
+    experiment = bool(overrides or sweep)
+    team.check_team_run(uri, git_remote, stage_deployment, experiment)
     # What the stages log to and under which ids: all a worker is sent of this environment.
     stage_env = {**links_env(), **(sweep_env(sweep) if sweep else {}), "MLFLOW_TRACKING_URI": uri}
     env = dvc_driver.subprocess_env(team.clone_env(root, stage_env) if remote else stage_env)
     policy = retry_policy(retries, retry_delay_seconds)
 
-    summary: dict[str, Any] = {
-        "project": str(root),
-        "mode": "experiment" if overrides or sweep else "workspace",
-    }
-    if overrides or sweep:
-        tracking.ensure_store(uri)  # create the store once, before any parallel work
-        reap_dead_runs(uri)
-        if remote and (root / "dvc.lock").exists():
-            # The commit's outputs from the bucket (a corrupted object stops the point here);
-            # a commit that was never reproduced has none to pull, its point computes them.
-            dvc_pull.with_options(**policy)(str(root), env)
-        summary.update(
-            dvc_experiment.with_options(**policy)(
-                str(root), dict(overrides or {}), env, (sweep or {}).get("name")
-            )
-        )
-        if remote:
-            experiment_push.with_options(**policy)(str(root), remote, sweep["name"], env)
-            summary["pushed_to"] = remote
-    else:
-        with dvc_driver.workspace_lock(root):
-            for message in dvc_driver.recover_dvc_locks(root):
-                logger.warning(message)
-            # Published before anything runs: the workers must run the code this run started on.
-            clone = (
-                team.publish_run_commit(root, git_remote, str(runtime_flow_run.id or "local"))
-                if git_remote
-                else None
-            )
-            if pull:
-                dvc_pull.with_options(**policy)(str(root), env)
-            changed = dvc_driver.changed_stages(root, env)
-            if not changed:
-                logger.info(
-                    "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
-                )
-                summary.update(noop=True, stages={})
-            else:
-                logger.info("changed: %s", ", ".join(changed))
-                tracking.ensure_store(uri)  # create the store once, before any parallel work
-                reap_dead_runs(uri)
-                summary["stages"] = reproduce_workspace(
-                    root, env, stage_env, policy, clone, stage_deployment
-                )
-                promotion = root / "reports" / "promotion.json"
-                if promotion.exists() and summary["stages"].get("promote"):
-                    summary["promotion"] = read_json(promotion)
-                comparison = root / "reports" / "comparison.html"
-                if comparison.exists():
-                    summary["comparison"] = str(comparison)
+    summary = {"project": str(root), "mode": "experiment" if experiment else "workspace"}
+    summary.update(
+        _run_experiment(root, overrides, sweep, uri, env, policy)
+        if experiment
+        else _run_workspace(root, uri, env, stage_env, policy, pull, git_remote, stage_deployment)
+    )
     if push:
         dvc_push.with_options(**policy)(str(root), env)
         summary["pushed"] = True
+    _publish_report(summary, params, uri, env)
+    return summary
 
+
+def _late_start(max_lateness_minutes: float | None) -> str | None:
+    """Why this run does nothing, when it started later than the Late-run policy allows."""
+    late = lateness_seconds(runtime_flow_run.scheduled_start_time)
+    if not too_late(late, max_lateness_minutes):
+        return None
+    return (
+        f"skipped: started {late / 60:.1f} min after its scheduled time, over the "
+        f"max_lateness_minutes={max_lateness_minutes} policy; the next scheduled run retrains"
+    )
+
+
+def _run_experiment(
+    root: Path,
+    overrides: dict[str, Any] | None,
+    sweep: dict[str, Any] | None,
+    uri: str,
+    env: dict[str, str],
+    policy: dict[str, Any],
+) -> dict[str, Any]:
+    """The pipeline as one DVC experiment (``dvc exp run``), pushed back from a worker's clone."""
+    remote = (sweep or {}).get("git_remote")
+    tracking.ensure_store(uri)  # create the store once, before any parallel work
+    reap_dead_runs(uri)
+    if remote and (root / "dvc.lock").exists():
+        # The commit's outputs from the bucket (a corrupted object stops the point here);
+        # a commit that was never reproduced has none to pull, its point computes them.
+        dvc_pull.with_options(**policy)(str(root), env)
+    summary = dvc_experiment.with_options(**policy)(
+        str(root), dict(overrides or {}), env, (sweep or {}).get("name")
+    )
+    if remote:
+        experiment_push.with_options(**policy)(str(root), remote, sweep["name"], env)
+        summary["pushed_to"] = remote
+    return summary
+
+
+def _run_workspace(
+    root: Path,
+    uri: str,
+    env: dict[str, str],
+    stage_env: dict[str, str],
+    policy: dict[str, Any],
+    pull: bool,
+    git_remote: str | None,
+    stage_deployment: str | None,
+) -> dict[str, Any]:
+    """The workspace's changed stages, under its lock; the promotion and report they wrote."""
+    logger = get_run_logger()
+    summary: dict[str, Any] = {}
+    with dvc_driver.workspace_lock(root):
+        for message in dvc_driver.recover_dvc_locks(root):
+            logger.warning(message)
+        # Published before anything runs: the workers must run the code this run started on.
+        clone = (
+            team.publish_run_commit(root, git_remote, str(runtime_flow_run.id or "local"))
+            if git_remote
+            else None
+        )
+        if pull:
+            dvc_pull.with_options(**policy)(str(root), env)
+        changed = dvc_driver.changed_stages(root, env)
+        if not changed:
+            logger.info(
+                "nothing changed (data, code and params): the pipeline is up to date, no stage runs"
+            )
+            return {"noop": True, "stages": {}}
+        logger.info("changed: %s", ", ".join(changed))
+        tracking.ensure_store(uri)  # create the store once, before any parallel work
+        reap_dead_runs(uri)
+        summary["stages"] = reproduce_workspace(
+            root, env, stage_env, policy, clone, stage_deployment
+        )
+    promotion = root / "reports" / "promotion.json"
+    if promotion.exists() and summary["stages"].get("promote"):
+        summary["promotion"] = read_json(promotion)
+    comparison = root / "reports" / "comparison.html"
+    if comparison.exists():
+        summary["comparison"] = str(comparison)
+    return summary
+
+
+def _publish_report(summary: dict[str, Any], params: Params, uri: str, env: dict[str, str]) -> None:
+    """The flow run's Markdown artifact: the models it trained, their MLflow runs, the promotion."""
     if summary.get("noop"):
         # Nothing ran, so there is nothing new in MLflow to link: finish quickly.
         create_markdown_artifact(
@@ -223,7 +261,7 @@ def training_flow(
             markdown=report_markdown(summary, [], []),
             description="Nothing changed: no stage ran",
         )
-        return summary
+        return
     tracking.configure(uri, params.tracking.experiment)
     summary["mlflow_experiment"] = params.tracking.experiment
     runs = tracking.runs_tagged(
@@ -240,7 +278,6 @@ def training_flow(
         markdown=report_markdown(summary, runs, versions),
         description="Models of this flow run, their MLflow runs and the promotion",
     )
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

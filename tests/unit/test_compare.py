@@ -12,14 +12,13 @@ from rnnops.stages.compare import (
     FIGURES,
     bucket_metrics,
     length_edges,
-    markdown_table,
     per_class_side_by_side,
     plot_learning_curves,
     plot_per_class,
-    promotion_line,
     run_compare,
     summary_table,
 )
+from rnnops.stages.compare_report import markdown_table, promotion_line
 
 
 def test_summary_table_best_on_validation_first():

@@ -2,7 +2,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from rnnops.core.config import ConfigError, apply_overrides, load_params, parse_params
+from rnnops.core.config import ConfigError, load_params, parse_params
+from rnnops.core.overrides import apply_overrides
 from tests_support import PROJECT_ROOT
 
 

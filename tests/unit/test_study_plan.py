@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnops.core.config import ConfigError, apply_overrides, parse_params
+from rnnops.core.config import ConfigError, parse_params
+from rnnops.core.overrides import apply_overrides
 from rnnops.core.study_plan import (
     STANDARD_PROBE,
     parse_study,

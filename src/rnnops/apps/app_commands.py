@@ -113,6 +113,19 @@ def cmd_serve(
     serve(cfg, access_log=access_log)
 
 
+def _check_batch_paths(input_path: str, output_path: str, model_uri: str) -> None:
+    from rnnops.apps.batch import BatchInputError, check_paths
+
+    check_paths(input_path, output_path)
+    if not Path(input_path).is_file():
+        raise BatchInputError(f"input file {input_path} not found")
+    if ":/" not in model_uri and not Path(model_uri).exists():
+        raise BatchInputError(
+            f"--model-uri {model_uri}: no such model directory (give models:/NAME@ALIAS, "
+            "models:/NAME/VERSION, runs:/RUN_ID/model or a model directory)"
+        )
+
+
 def cmd_batch_score(
     params: Params,
     *,
@@ -128,7 +141,6 @@ def cmd_batch_score(
     from rnnops.apps.batch import (
         BatchInputError,
         check_csv_records,
-        check_paths,
         pyfunc_predict,
         run_batch_score,
     )
@@ -138,14 +150,7 @@ def cmd_batch_score(
     try:
         # Paths and options are checked before the registry is asked or a model loaded.
         check_csv_records(csv_records)
-        check_paths(input_path, output_path)
-        if not Path(input_path).is_file():
-            raise BatchInputError(f"input file {input_path} not found")
-        if ":/" not in model_uri and not Path(model_uri).exists():
-            raise BatchInputError(
-                f"--model-uri {model_uri}: no such model directory (give models:/NAME@ALIAS, "
-                "models:/NAME/VERSION, runs:/RUN_ID/model or a model directory)"
-            )
+        _check_batch_paths(input_path, output_path, model_uri)
         uri = tracking.use_tracking_uri(params.tracking.uri)
         model = tracking.resolve_model_version(model_uri)
         log.info("batch-score: %s is %s in %s", model_uri, model["uri"], uri)

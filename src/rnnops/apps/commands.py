@@ -212,11 +212,9 @@ def cmd_evaluate(
 
     kind = _candidate_kind(params, model)
     default = model_paths(model, kind)
-    model_dir = model_dir or default["model_dir"]
-    metrics = metrics or default["metrics"]
-    plots = plots or default["plots"]
-    report = report or default["report"]
-    model_path, data_dir, report_dir = Path(model_dir), Path(data), Path(report)
+    metrics, plots = metrics or default["metrics"], plots or default["plots"]
+    model_path, data_dir = Path(model_dir or default["model_dir"]), Path(data)
+    report_dir = Path(report or default["report"])
     train_json = model_path / "train.json"
     train_info = read_json(train_json) if train_json.exists() else {}
     tracking, tags, data_hash = _start_tracking(params, data)
@@ -235,7 +233,7 @@ def cmd_evaluate(
             tags=tags,
             execution=tracking.execution_key(f"evaluate@{model}"),
         ) as run,
-        remove_on_failure(metrics, plots, report),
+        remove_on_failure(metrics, plots, report_dir),
     ):
         result = run_evaluate(
             model, params.evaluate, model_path, data_dir, metrics, plots, report_dir
@@ -248,21 +246,14 @@ def cmd_evaluate(
             "report": report_dir,
         }
         model_uri = tracking.record_evaluation(model, result, METRIC_KEYS, paths, data_hash)
+        ids = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
         write_json(
-            report_dir / "mlflow.json",
-            {
-                "run_id": run.info.run_id,
-                "experiment_id": run.info.experiment_id,
-                "model_uri": model_uri,
-                "data_hash": data_hash,
-            },
+            report_dir / "mlflow.json", {**ids, "model_uri": model_uri, "data_hash": data_hash}
         )
     log.info(
         "evaluate@%s: accuracy %.4f, micro-F1 %.4f, macro-F1 %.4f -> %s",
         model,
-        result["accuracy"],
-        result["micro_f1"],
-        result["macro_f1"],
+        *(result[key] for key in ("accuracy", "micro_f1", "macro_f1")),
         metrics,
     )
     print(comparison_table(Path(metrics).parent))

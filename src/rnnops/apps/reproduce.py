@@ -17,12 +17,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from rnnops.core import contract
-from rnnops.core.config import apply_overrides
 from rnnops.core.io import read_json
+from rnnops.core.overrides import apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +83,8 @@ def reproduce_run(
     from rnnops.systems import tracking
 
     info = tracking.run_info(run_id)
-    tags, params, metrics = info["tags"], info["params"], info["metrics"]
-    model = tags.get(contract.MODEL_TAG)
-    commit = tags.get("rnnops.git.commit")
-    if not model or not commit or commit == "unknown":
-        raise ReproduceError(
-            f"run {run_id} has no rnnops lineage (model/commit tags); it cannot be reproduced"
-        )
-    recorded = {k[len("test_") :]: v for k, v in metrics.items() if k.startswith("test_")}
-    if not recorded:
-        raise ReproduceError(f"run {run_id} has no test metrics to compare with; was it evaluated?")
-    if tags.get("rnnops.git.dirty") == "true":
-        log.warning(
-            "run %s was made from a dirty working copy; code changes since %s are not reproduced",
-            run_id,
-            commit[:10],
-        )
-
+    tags, params = info["tags"], info["params"]
+    model, commit, recorded = _recorded_lineage(run_id, tags, info["metrics"])
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -120,62 +106,10 @@ def reproduce_run(
         )
         params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         uses_word2vec = (raw["models"][model].get("embedding_init") or "random") == "word2vec"
-        restored = subprocess.run(
-            [dvc, "checkout", "data/processed"], cwd=tree, env=env, capture_output=True, text=True
-        )
-        if restored.returncode or not (tree / "data/processed/train.npz").exists():
-            log.info("processed data not in the DVC cache for %s; recomputing it", commit[:10])
-            # Commits of a pipeline with the params check have ingest depend on its marker.
-            if "check_params" in yaml.safe_load((tree / "dvc.yaml").read_text())["stages"]:
-                _run([dvc, "repro", "--single-item", "check_params"], tree, env)
-            _run([dvc, "repro", "--single-item", "ingest"], tree, env)
-            _run([dvc, "repro", "--single-item", "preprocess"], tree, env)
+        _restore_processed(tree, dvc, env, commit)
         now_hash = tracking.dvc_locked_hash("preprocess", "data/processed", tree)
-        pretrained = []
-        if uses_word2vec:
-            # The vectors the model started from: from the cache, else learned again
-            # (deterministic) from the restored training split.
-            found = subprocess.run(
-                [dvc, "checkout", "data/pretrained"], cwd=tree, env=env, capture_output=True
-            )
-            if found.returncode or not (tree / "data/pretrained/embeddings.npy").exists():
-                _run([dvc, "repro", "--single-item", "pretrain"], tree, env)
-            pretrained = ["--pretrained", "data/pretrained"]
-        out = work / "out"
-        _run(
-            [
-                "rnnops",
-                "train",
-                model,
-                "--data",
-                "data/processed",
-                *pretrained,
-                "--out",
-                str(out / "model"),
-            ],
-            tree,
-            env,
-        )
-        _run(
-            [
-                "rnnops",
-                "evaluate",
-                model,
-                "--model-dir",
-                str(out / "model"),
-                "--data",
-                "data/processed",
-                "--metrics",
-                str(out / "metrics.json"),
-                "--plots",
-                str(out / "plots"),
-                "--report",
-                str(out / "report"),
-            ],
-            tree,
-            env,
-        )
-        now = read_json(out / "metrics.json")
+        pretrained = _restore_pretrained(tree, dvc, env) if uses_word2vec else []
+        now = _retrain(tree, work / "out", model, pretrained, env)
         diffs = compare_metrics(recorded, {k: now[k] for k in recorded if k in now}, tolerance)
         return Reproduction(
             run_id=run_id,
@@ -195,3 +129,69 @@ def reproduce_run(
         )
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _recorded_lineage(
+    run_id: str, tags: dict[str, str], metrics: dict[str, float]
+) -> tuple[str, str, dict[str, float]]:
+    """The run's model, its commit and its test metrics; refused when any is missing."""
+    model = tags.get(contract.MODEL_TAG)
+    commit = tags.get("rnnops.git.commit")
+    if not model or not commit or commit == "unknown":
+        raise ReproduceError(
+            f"run {run_id} has no rnnops lineage (model/commit tags); it cannot be reproduced"
+        )
+    recorded = {k[len("test_") :]: v for k, v in metrics.items() if k.startswith("test_")}
+    if not recorded:
+        raise ReproduceError(f"run {run_id} has no test metrics to compare with; was it evaluated?")
+    if tags.get("rnnops.git.dirty") == "true":
+        log.warning(
+            "run %s was made from a dirty working copy; code changes since %s are not reproduced",
+            run_id,
+            commit[:10],
+        )
+    return model, commit, recorded
+
+
+def _restore_processed(tree: Path, dvc: str, env: dict[str, str], commit: str) -> None:
+    """The commit's processed data: from the DVC cache, else computed again."""
+    restored = subprocess.run(
+        [dvc, "checkout", "data/processed"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    if restored.returncode == 0 and (tree / "data/processed/train.npz").exists():
+        return
+    log.info("processed data not in the DVC cache for %s; recomputing it", commit[:10])
+    # Commits of a pipeline with the params check have ingest depend on its marker.
+    if "check_params" in yaml.safe_load((tree / "dvc.yaml").read_text())["stages"]:
+        _run([dvc, "repro", "--single-item", "check_params"], tree, env)
+    _run([dvc, "repro", "--single-item", "ingest"], tree, env)
+    _run([dvc, "repro", "--single-item", "preprocess"], tree, env)
+
+
+def _restore_pretrained(tree: Path, dvc: str, env: dict[str, str]) -> list[str]:
+    """The vectors the model started from: from the cache, else learned again
+    (deterministic) from the restored training split. Returns train's option for them."""
+    found = subprocess.run(
+        [dvc, "checkout", "data/pretrained"], cwd=tree, env=env, capture_output=True
+    )
+    if found.returncode or not (tree / "data/pretrained/embeddings.npy").exists():
+        _run([dvc, "repro", "--single-item", "pretrain"], tree, env)
+    return ["--pretrained", "data/pretrained"]
+
+
+def _retrain(
+    tree: Path, out: Path, model: str, pretrained: list[str], env: dict[str, str]
+) -> dict[str, Any]:
+    """Train and evaluate ``model`` again in ``tree``; its metrics."""
+    data = ["--data", "data/processed"]
+    _run(["rnnops", "train", model, *data, *pretrained, "--out", str(out / "model")], tree, env)
+    _run(
+        [
+            *("rnnops", "evaluate", model, "--model-dir", str(out / "model"), *data),
+            *("--metrics", str(out / "metrics.json"), "--plots", str(out / "plots")),
+            *("--report", str(out / "report")),
+        ],
+        tree,
+        env,
+    )
+    return read_json(out / "metrics.json")

@@ -78,6 +78,16 @@ def _versions() -> dict[str, str]:
     return {"mlflow": mlflow.__version__, "rnnops": rnnops.__version__}
 
 
+class StrictJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return strict_json(content)
+
+
+def error_response(status: int, message: str, **extra: Any) -> StrictJSONResponse:
+    """An error answer: its message, its status, and any extra fields, as strict JSON."""
+    return StrictJSONResponse({"error": message, "status": status, **extra}, status)
+
+
 def create_app(
     holder: ModelHolder,
     max_body_bytes: int,
@@ -87,21 +97,12 @@ def create_app(
     batch_max_wait_ms: float = DEFAULTS.batch_max_wait_ms,
 ):
     """The FastAPI app around ``holder``; its limits come from :class:`ServingConfig`."""
-
-    class StrictJSONResponse(JSONResponse):
-        def render(self, content: Any) -> bytes:
-            return strict_json(content)
-
-    def error(status: int, message: str, **extra: Any) -> StrictJSONResponse:
-        return StrictJSONResponse({"error": message, "status": status, **extra}, status)
-
     # Requests for the same model version share model calls; a reload starts new batches.
     batcher: MicroBatcher[str, dict] = MicroBatcher(
         lambda served, texts: served.predict(texts),
         max_batch=batch_max_documents,
         max_wait_s=batch_max_wait_ms / 1000,
     )
-
     app = FastAPI(
         title="rnnops topics",
         description="Reuters topics of raw news text, from the registered champion.",
@@ -110,14 +111,22 @@ def create_app(
         default_response_class=StrictJSONResponse,
     )
     app.state.batcher = batcher
+    _add_error_handlers(app)
+    _add_scoring_routes(app, holder, batcher, max_body_bytes, max_documents)
+    _add_model_routes(app, holder)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure answered as strict JSON that names the problem, never the input."""
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
-        return error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
-        response = error(exc.status_code, _clip(exc.detail, 200))
+        response = error_response(exc.status_code, _clip(exc.detail, 200))
         for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
             response.headers[key] = value
         return response
@@ -125,20 +134,30 @@ def create_app(
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, exc: ClientDisconnect):
         # Nobody reads this answer; it only keeps a dropped upload out of the error log.
-        return error(400, "the client closed the connection before the body was complete")
+        return error_response(400, "the client closed the connection before the body was complete")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return error(400, "invalid request")  # FastAPI's own detail would echo the input
+        return error_response(400, "invalid request")  # FastAPI's own detail would echo the input
 
     @app.exception_handler(NonFiniteScoresError)
     async def _non_finite(request: Request, exc: NonFiniteScoresError):
-        return error(500, f"{exc}; nothing was returned")
+        return error_response(500, f"{exc}; nothing was returned")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s", request.url.path)
-        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def _add_scoring_routes(
+    app: FastAPI,
+    holder: ModelHolder,
+    batcher: MicroBatcher,
+    max_body_bytes: int,
+    max_documents: int,
+) -> None:
+    """``/predict`` and MLflow's ``/invocations``: bounded bodies scored in shared batches."""
 
     async def read_body(request: Request) -> bytes:
         check_content_type(request.headers.get("content-type"))
@@ -164,13 +183,6 @@ def create_app(
             log.error("version %s: %s", served.version, exc)
             raise NonFiniteScoresError(f"model version {served.version}: {exc}") from None
 
-    @app.get("/health")
-    async def health():
-        served = holder.current
-        if served is None:
-            return error(503, holder.last_error or "no model is loaded", model=None)
-        return {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
-
     @app.post("/predict")
     async def predict(request: Request):
         texts = parse_documents(await read_body(request), max_documents)
@@ -184,10 +196,21 @@ def create_app(
         _, predictions = await score(texts)
         return {"predictions": predictions}
 
+
+def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
+    """What is served (``/health``, ``/ping``, ``/version``) and ``/reload``."""
+
+    @app.get("/health")
+    async def health():
+        served = holder.current
+        if served is None:
+            return error_response(503, holder.last_error or "no model is loaded", model=None)
+        return {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
+
     @app.get("/ping")
     async def ping():
         if holder.current is None:
-            return error(503, holder.last_error or "no model is loaded")
+            return error_response(503, holder.last_error or "no model is loaded")
         return {"status": "ok"}
 
     @app.get("/version")
@@ -202,12 +225,10 @@ def create_app(
         except ModelLoadError as exc:
             log.error("reload failed: %s", exc)
             current = holder.current
-            return error(
+            return error_response(
                 exc.status, str(exc), cause=exc.cause, serving=current.info() if current else None
             )
         return {"status": "reloaded" if changed else "unchanged", "model": served.info()}
-
-    return app
 
 
 def serve(cfg: ServingConfig, access_log: bool = False) -> None:

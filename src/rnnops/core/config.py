@@ -7,7 +7,6 @@ impossible values with a message naming the offending key.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,9 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-
-class ConfigError(ValueError):
-    """Raised when ``params.yaml`` (or an override) is invalid."""
+from rnnops.core.overrides import ConfigError, apply_overrides
 
 
 class _Strict(BaseModel):
@@ -350,31 +347,6 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {key or '<root>'}: {msg}")
     return "\n".join(lines)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a copy of ``raw`` with dotted-key overrides (``models.lstm.units``) applied.
-
-    The prefixes of ``dvc exp run -S`` (Hydra's override grammar) mean the same here:
-    ``~models.rnn`` deletes a key (its value is ignored), ``+models.gru.units`` adds one.
-    Overrides apply in order, so a deleted model can be added back with other keys.
-    """
-    result = copy.deepcopy(raw)
-    for dotted, value in (overrides or {}).items():
-        delete, key = dotted.startswith("~"), dotted.lstrip("~+")
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {}) if not delete else node.get(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {dotted}: {part} is not a mapping")
-        if delete:
-            if parts[-1] not in node:
-                raise ConfigError(f"override {dotted}: there is no {key} to delete")
-            del node[parts[-1]]
-        else:
-            node[parts[-1]] = value
-    return result
 
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> Params:

@@ -170,12 +170,6 @@ def _parse_records(
             cursor += 1
             yield lines[cursor - 1]
 
-    def swallowed(start: int, why: str) -> None:
-        nonlocal cursor
-        problem = f"unbalanced quote: the quoted field that opens on this line runs to {why}"
-        records.append(CsvRecord(start + 1, start + 1, None, problem))
-        cursor = start + 1
-
     while cursor < len(lines):
         reader = csv.reader(feed(), strict=True)
         while cursor < len(lines):
@@ -201,44 +195,49 @@ def _parse_records(
                     header = CsvRecord(start + 1, cursor, tuple(fields))
                 continue
             width = len(header.fields)
-            guess = mode == "auto" and width > 1  # judge a multi-line record by its lines
             if not fields:
                 records.append(CsvRecord(start + 1, cursor, ()))
             elif span == 1:
                 problem = None if len(fields) == width else _width_problem(len(fields), width)
                 records.append(CsvRecord(start + 1, cursor, tuple(fields), problem))
-            elif len(fields) != width:
-                swallowed(
-                    start,
-                    f"line {cursor}, and the record it makes has "
-                    f"{_width_problem(len(fields), width)}",
-                )
-                break
-            elif (
-                guess
-                and span > 2
-                and all(_reads_as_record(line, width) for line in lines[start + 1 : cursor - 1])
-            ):
-                swallowed(
-                    start,
-                    f"line {cursor}, but the lines between ({start + 2}-{cursor - 1}) each "
-                    "read as a record of their own",
-                )
-                break
-            elif guess and _doubtful(lines[start + 1 : cursor], width):
-                doubtful = True
-                if split_doubtful:
-                    swallowed(
-                        start,
-                        f"line {cursor}, but a line in it reads as a record of its own (and no "
-                        "record of the file spans lines beyond doubt)",
-                    )
-                    break
-                records.append(CsvRecord(start + 1, cursor, tuple(fields)))
             else:
-                multiline = True
+                kind, why = _judge_span(
+                    lines, start, cursor, len(fields), width, mode, split_doubtful
+                )
+                doubtful |= kind == "doubtful"
+                multiline |= kind == "multiline"
+                if why is not None:
+                    records.append(CsvRecord(start + 1, start + 1, None, _RUNS_TO + why))
+                    cursor = start + 1
+                    break  # a fresh reader, from the line after the opening quote
                 records.append(CsvRecord(start + 1, cursor, tuple(fields)))
     return header, records, doubtful, multiline
+
+
+_RUNS_TO = "unbalanced quote: the quoted field that opens on this line runs to "
+
+
+def _judge_span(
+    lines: list[str], start: int, cursor: int, n_fields: int, width: int, mode: str, split: bool
+) -> tuple[str | None, str | None]:
+    """A record read over lines ``start``..``cursor - 1``: whether it is ``"multiline"`` or
+    ``"doubtful"``, and why its opening quote is unbalanced when it is judged so (else None)."""
+    guess = mode == "auto" and width > 1  # judge a multi-line record by its lines
+    if n_fields != width:
+        return None, f"line {cursor}, and the record it makes has {_width_problem(n_fields, width)}"
+    inner = lines[start + 1 : cursor - 1]
+    if guess and cursor - start > 2 and all(_reads_as_record(line, width) for line in inner):
+        return None, (
+            f"line {cursor}, but the lines between ({start + 2}-{cursor - 1}) each "
+            "read as a record of their own"
+        )
+    if guess and _doubtful(lines[start + 1 : cursor], width):
+        why = (
+            f"line {cursor}, but a line in it reads as a record of its own (and no "
+            "record of the file spans lines beyond doubt)"
+        )
+        return "doubtful", why if split else None
+    return "multiline", None
 
 
 def csv_records(

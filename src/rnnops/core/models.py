@@ -187,6 +187,28 @@ def build_model(
     if cfg.spatial_dropout > 0:
         x = layers.SpatialDropout1D(cfg.spatial_dropout, name="spatial_dropout")(x)
     embedded = x
+    x = _recurrent_states(cfg, x)
+    if cfg.embedding_skip:
+        x = _with_embedding_skip(cfg, x, embedded)
+    if cfg.dropout > 0:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    activation = "softmax" if task == "singlelabel" else "sigmoid"
+    outputs = layers.Dense(
+        n_labels, activation=activation, kernel_regularizer=_l2(cfg), name="topics"
+    )(x)
+    name = f"{cfg.kind}_classifier" if cfg.layers else "bag_of_embeddings_classifier"
+    model = keras.Model(inputs, outputs, name=name)
+    # Starting values are assigned, not passed as Constant initializers: an initializer's
+    # value is saved in the model's config, which would then hold the whole embedding matrix.
+    if embeddings is not None:
+        model.get_layer("embedding").embeddings.assign(np.asarray(embeddings, dtype="float32"))
+    if cfg.output_bias == "prior" and output_bias is not None:
+        model.get_layer("topics").bias.assign(np.asarray(output_bias, dtype="float32"))
+    return model
+
+
+def _recurrent_states(cfg: ModelConfig, x):
+    """The recurrent stack over the embedded tokens, pooled over its states (or its last)."""
     rnn_cls = _RECURRENT[cfg.kind]
     for i in range(cfg.layers):
         last = i == cfg.layers - 1
@@ -205,31 +227,18 @@ def build_model(
         x = rnn(x)
     if cfg.layers and cfg.pooling != "last":
         x = _SKIP_POOLING[cfg.pooling](name=f"{cfg.pooling}_over_time")(x)
-    if cfg.embedding_skip:
-        skips = [_SKIP_POOLING[p](name=f"embedding_{p}")(embedded) for p in cfg.embedding_skip]
-        if cfg.skip_dropout > 0 and cfg.layers:
-            # One draw per document for the whole skip: noise_shape broadcasts over features.
-            skip = layers.Concatenate(name="skip")(skips) if len(skips) > 1 else skips[0]
-            skips = [
-                layers.Dropout(cfg.skip_dropout, noise_shape=(None, 1), name="skip_dropout")(skip)
-            ]
-        features = [x, *skips] if cfg.layers else skips
-        x = layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
-    if cfg.dropout > 0:
-        x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    activation = "softmax" if task == "singlelabel" else "sigmoid"
-    outputs = layers.Dense(
-        n_labels, activation=activation, kernel_regularizer=_l2(cfg), name="topics"
-    )(x)
-    name = f"{cfg.kind}_classifier" if cfg.layers else "bag_of_embeddings_classifier"
-    model = keras.Model(inputs, outputs, name=name)
-    # Starting values are assigned, not passed as Constant initializers: an initializer's
-    # value is saved in the model's config, which would then hold the whole embedding matrix.
-    if embeddings is not None:
-        model.get_layer("embedding").embeddings.assign(np.asarray(embeddings, dtype="float32"))
-    if cfg.output_bias == "prior" and output_bias is not None:
-        model.get_layer("topics").bias.assign(np.asarray(output_bias, dtype="float32"))
-    return model
+    return x
+
+
+def _with_embedding_skip(cfg: ModelConfig, x, embedded):
+    """The pooled embeddings beside the recurrent features (alone when there are no layers)."""
+    skips = [_SKIP_POOLING[p](name=f"embedding_{p}")(embedded) for p in cfg.embedding_skip]
+    if cfg.skip_dropout > 0 and cfg.layers:
+        # One draw per document for the whole skip: noise_shape broadcasts over features.
+        skip = layers.Concatenate(name="skip")(skips) if len(skips) > 1 else skips[0]
+        skips = [layers.Dropout(cfg.skip_dropout, noise_shape=(None, 1), name="skip_dropout")(skip)]
+    features = [x, *skips] if cfg.layers else skips
+    return layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
 
 
 def learning_rate(cfg: ModelConfig, steps_per_epoch: int):

@@ -20,12 +20,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rnnops.core.config import (
-    ConfigError,
-    ModelConfig,
-    PreprocessConfig,
-    format_validation_error,
-)
+from rnnops.core.config import ConfigError, ModelConfig, PreprocessConfig, format_validation_error
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Overrides = dict[str, Any]

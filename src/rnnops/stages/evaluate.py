@@ -220,19 +220,7 @@ def run_evaluate(
         )
     model = load_model(model_path)
     val, test = load_dataset(data_dir, "val"), load_dataset(data_dir, "test")
-    # The held-out validation scores the train stage took before any refit (which trains
-    # on validation); a model without them is scored here.
-    held_out = model_dir / VAL_SCORES
-    val_scores = (
-        np.load(held_out, allow_pickle=False)
-        if held_out.exists()
-        else model.predict(val.x, batch_size=256, verbose=0)
-    )
-    if len(val_scores) != len(val.y):
-        raise EvaluationError(
-            f"{held_out} scores {len(val_scores)} validation documents, {data_dir} has "
-            f"{len(val.y)}: retrain {name} on this data (dvc repro train@{name})"
-        )
+    val_scores = _validation_scores(name, model, model_dir, val, data_dir)
     test_scores = model.predict(test.x, batch_size=256, verbose=0)
     # The same evidence count serving takes from the same encoding (rnnops.core.text.coverage).
     mask = evidence_mask(read_json(data_dir / "vocab.json")["tokens"])
@@ -260,10 +248,7 @@ def run_evaluate(
         tmp.mkdir()
         per_class.to_csv(tmp / "per_class.csv", index=False, float_format="%.6g")
         preds.to_csv(tmp / "predictions.csv", index=False)
-        write_json(
-            tmp / "decision.json",
-            {**decision.to_dict(), "labels": labels},
-        )
+        write_json(tmp / "decision.json", {**decision.to_dict(), "labels": labels})
     with atomic_path(plots_dir) as tmp:
         tmp.mkdir()
         title = f"{name} ({task}, {len(labels)} topics)"
@@ -272,6 +257,23 @@ def run_evaluate(
         plot_per_class_f1(per_class, tmp / "per_class_f1.png", title)
     write_json(metrics_path, result)
     return result
+
+
+def _validation_scores(name: str, model, model_dir: Path, val, data_dir: Path) -> np.ndarray:
+    """The held-out validation scores the train stage took before any refit (which trains
+    on validation); a model without them is scored here."""
+    held_out = model_dir / VAL_SCORES
+    val_scores = (
+        np.load(held_out, allow_pickle=False)
+        if held_out.exists()
+        else model.predict(val.x, batch_size=256, verbose=0)
+    )
+    if len(val_scores) != len(val.y):
+        raise EvaluationError(
+            f"{held_out} scores {len(val_scores)} validation documents, {data_dir} has "
+            f"{len(val.y)}: retrain {name} on this data (dvc repro train@{name})"
+        )
+    return val_scores
 
 
 METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "micro_precision", "micro_recall")

@@ -171,6 +171,25 @@ def _check_values(path: Path, columns: dict[str, list], where: list[str], label:
         raise _malformed(path, problems, TABLE_FIX)
 
 
+def _check_header(path: Path, wanted: list[str], names: list[str]) -> None:
+    """Every column the settings name is in the header row, once."""
+    missing = [c for c in dict.fromkeys(wanted) if c not in names]
+    if missing:
+        shown = ", ".join(clip(c) for c in names[:MAX_REPORTED])
+        more = f" and {len(names) - MAX_REPORTED} more" if len(names) > MAX_REPORTED else ""
+        raise CorpusValidationError(
+            f"{path}, line 1: missing column(s) {', '.join(map(clip, missing))}; the file has "
+            f"{shown or 'no named columns'}{more} (set ingest.table.*_column to the right "
+            "names, or name the columns in the header row). Nothing was written."
+        )
+    doubled = [c for c in dict.fromkeys(wanted) if names.count(c) > 1]
+    if doubled:
+        raise CorpusValidationError(
+            f"{path}, line 1: column(s) {', '.join(map(clip, doubled))} appear more than once in "
+            f"the header row; rename all but one. Nothing was written."
+        )
+
+
 def read_table(cfg: TableSource, base_dir: Path | None = None) -> pd.DataFrame:
     """The user's own CSV or Parquet table as a corpus frame (and each row's location).
 
@@ -199,21 +218,7 @@ def read_table(cfg: TableSource, base_dir: Path | None = None) -> pd.DataFrame:
         raise CorpusValidationError(
             f"{path} cannot be read ({exc.strerror or type(exc).__name__})"
         ) from None
-    missing = [c for c in dict.fromkeys(wanted) if c not in names]
-    if missing:
-        shown = ", ".join(clip(c) for c in names[:MAX_REPORTED])
-        more = f" and {len(names) - MAX_REPORTED} more" if len(names) > MAX_REPORTED else ""
-        raise CorpusValidationError(
-            f"{path}, line 1: missing column(s) {', '.join(map(clip, missing))}; the file has "
-            f"{shown or 'no named columns'}{more} (set ingest.table.*_column to the right "
-            "names, or name the columns in the header row). Nothing was written."
-        )
-    doubled = [c for c in dict.fromkeys(wanted) if names.count(c) > 1]
-    if doubled:
-        raise CorpusValidationError(
-            f"{path}, line 1: column(s) {', '.join(map(clip, doubled))} appear more than once in "
-            f"the header row; rename all but one. Nothing was written."
-        )
+    _check_header(path, wanted, names)
     columns = {c: columns[c] for c in dict.fromkeys(wanted)}
     if suffix != ".csv":
         _check_values(path, columns, where, cfg.label_column)

@@ -20,6 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -159,10 +160,6 @@ def score_predictions(
 def model_card(
     cand: Candidate, decision: PromotionDecision, data_dir: Path, eval_dir: Path, run_params: dict
 ) -> str:
-    stats = read_json(data_dir / "stats.json")
-    per_class = pd.read_csv(eval_dir / cand.name / "per_class.csv")
-    weak = per_class[per_class["support"] >= 5].sort_values("f1").head(8)
-    splits = stats["splits"]
     lines = [
         f"# {decision.registered_model} v{decision.candidate_version} — `{cand.name}`",
         "",
@@ -174,6 +171,31 @@ def model_card(
         "Not validated on other domains, other languages or other time periods; scores are not",
         "calibrated probabilities. Keep a human in the loop for decisions with consequences.",
         "",
+        *_card_data(cand, read_json(data_dir / "stats.json")),
+        "## Parameters",
+        "",
+        *[f"- {k}: {v}" for k, v in sorted(run_params.items()) if k.startswith("model.")],
+        "",
+        *_card_metrics(cand, pd.read_csv(eval_dir / cand.name / "per_class.csv")),
+        "## Promotion decision",
+        "",
+        f"- decision: **{decision.decision}** — {decision.reason}",
+        f"- {decision.metric} on {decision.selection_split}: candidate "
+        f"{decision.candidate_score:.4f}, champion "
+        + (
+            "—"
+            if decision.champion_score is None
+            else f"{decision.champion_score:.4f} (v{decision.champion_version})"
+        ),
+        f"- MLflow run: `{cand.run_id}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _card_data(cand: Candidate, stats: dict) -> list[str]:
+    splits = stats["splits"]
+    return [
         "## Data",
         "",
         f"- task: {stats['task']} ({stats['labels']} topics, label set `{stats['label_set']}`)",
@@ -183,10 +205,12 @@ def model_card(
         f"- vocabulary {stats['vocab_size']} tokens, max_len {stats['max_len']}, "
         f"test truncation rate {splits['test']['truncation_rate']:.1%}, OOV rate {splits['test']['oov_rate']:.1%}",
         "",
-        "## Parameters",
-        "",
-        *[f"- {k}: {v}" for k, v in sorted(run_params.items()) if k.startswith("model.")],
-        "",
+    ]
+
+
+def _card_metrics(cand: Candidate, per_class: pd.DataFrame) -> list[str]:
+    weak = per_class[per_class["support"] >= 5].sort_values("f1").head(8)
+    return [
         "## Metrics",
         "",
         "Validation chose this model and its threshold; test only reports.",
@@ -207,20 +231,7 @@ def model_card(
             for r in weak.itertuples()
         ],
         "",
-        "## Promotion decision",
-        "",
-        f"- decision: **{decision.decision}** — {decision.reason}",
-        f"- {decision.metric} on {decision.selection_split}: candidate "
-        f"{decision.candidate_score:.4f}, champion "
-        + (
-            "—"
-            if decision.champion_score is None
-            else f"{decision.champion_score:.4f} (v{decision.champion_version})"
-        ),
-        f"- MLflow run: `{cand.run_id}`",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def run_promote(
@@ -251,38 +262,13 @@ def run_promote(
     with tracking.file_lock(tracking.registry_lock_path()):
         # Re-read the champion under the lock: another promotion may have just moved it.
         champion = tracking.get_alias_version(name, CHAMPION)
-        champion_score, rescored = None, False
-        if champion is not None:
-            tags = dict(champion.tags)
-            stored = tags.get(f"selection.{metric}")
-            if tags.get(contract.DATA_HASH_TAG) == cand.data_hash and stored is not None:
-                champion_score = float(stored)
-            else:
-                log.info(
-                    "champion v%s was evaluated on other data; scoring it on this %s split",
-                    champion.version,
-                    SELECTION_SPLIT,
-                )
-                texts, y_true, labels, task = split_texts(raw_path, data_dir, "val")
-                model = tracking.load_text_model(f"models:/{name}/{champion.version}")
-                pred = model.predict(pd.DataFrame({"text": texts}))
-                champion_score, rescored = (
-                    score_predictions(pred, y_true, labels, task, metric),
-                    True,
-                )
+        champion_score, rescored = (
+            _champion_score(champion, name, cand.data_hash, metric, raw_path, data_dir)
+            if champion is not None
+            else (None, False)
+        )
         verdict, reason = decide(score, champion_score, cfg.min_delta)
-        version_tags = {
-            contract.MODEL_TAG: cand.name,
-            "rnnops.run_id": cand.run_id,
-            contract.DATA_HASH_TAG: cand.data_hash or "unknown",
-            **{f"metric.{k}": str(v) for k, v in cand.metrics.items() if isinstance(v, float)},
-            **{
-                f"selection.{k}": str(v)
-                for k, v in cand.metrics[SELECTION_SPLIT].items()
-                if isinstance(v, float)
-            },
-        }
-        version = tracking.register_version(cand.model_uri, name, version_tags)
+        version = tracking.register_version(cand.model_uri, name, _version_tags(cand))
         decision = PromotionDecision(
             decision=verdict,
             reason=reason,
@@ -297,22 +283,7 @@ def run_promote(
             registered_model=name,
             candidate_test_score=cand.metrics.get(metric),
         )
-        tracking.set_version_tags(
-            name,
-            version,
-            {
-                contract.PROMOTION_DECISION_TAG: verdict,
-                contract.PROMOTION_REASON_TAG: reason,
-                "promotion.metric": metric,
-                "promotion.selection_split": SELECTION_SPLIT,
-                "promotion.candidate_score": f"{score:.6f}",
-                "promotion.champion_version": decision.champion_version or "none",
-                "promotion.champion_score": "none"
-                if champion_score is None
-                else f"{champion_score:.6f}",
-                "promotion.decided_at": decision.decided_at,
-            },
-        )
+        tracking.set_version_tags(name, version, _decision_tags(decision))
         tracking.set_alias(name, verdict, version)
     run_params = tracking.run_params(cand.run_id)
     card = model_card(cand, decision, data_dir, eval_dir, run_params)
@@ -321,6 +292,64 @@ def run_promote(
     write_json(output, asdict(decision))
     log.info("%s v%s -> %s: %s", name, version, verdict, reason)
     return decision
+
+
+def _champion_score(
+    champion: Any,  # an MLflow ModelVersion
+    name: str,
+    data_hash: str | None,
+    metric: str,
+    raw_path: Path,
+    data_dir: Path,
+) -> tuple[float, bool]:
+    """The champion's selection score on the candidate's data, and whether it was rescored:
+    its stored score when it was evaluated on the same data, else a fresh one on this
+    validation split."""
+    from rnnops.systems import tracking
+
+    tags = dict(champion.tags)
+    stored = tags.get(f"selection.{metric}")
+    if tags.get(contract.DATA_HASH_TAG) == data_hash and stored is not None:
+        return float(stored), False
+    log.info(
+        "champion v%s was evaluated on other data; scoring it on this %s split",
+        champion.version,
+        SELECTION_SPLIT,
+    )
+    texts, y_true, labels, task = split_texts(raw_path, data_dir, "val")
+    model = tracking.load_text_model(f"models:/{name}/{champion.version}")
+    pred = model.predict(pd.DataFrame({"text": texts}))
+    return score_predictions(pred, y_true, labels, task, metric), True
+
+
+def _version_tags(cand: Candidate) -> dict[str, str]:
+    """What a registered version says of its run: the model, the data, its metrics."""
+    return {
+        contract.MODEL_TAG: cand.name,
+        "rnnops.run_id": cand.run_id,
+        contract.DATA_HASH_TAG: cand.data_hash or "unknown",
+        **{f"metric.{k}": str(v) for k, v in cand.metrics.items() if isinstance(v, float)},
+        **{
+            f"selection.{k}": str(v)
+            for k, v in cand.metrics[SELECTION_SPLIT].items()
+            if isinstance(v, float)
+        },
+    }
+
+
+def _decision_tags(decision: PromotionDecision) -> dict[str, str]:
+    """The promotion decision on the version, read by the UI and the champion/challenger gate."""
+    champion_score = decision.champion_score
+    return {
+        contract.PROMOTION_DECISION_TAG: decision.decision,
+        contract.PROMOTION_REASON_TAG: decision.reason,
+        "promotion.metric": decision.metric,
+        "promotion.selection_split": SELECTION_SPLIT,
+        "promotion.candidate_score": f"{decision.candidate_score:.6f}",
+        "promotion.champion_version": decision.champion_version or "none",
+        "promotion.champion_score": "none" if champion_score is None else f"{champion_score:.6f}",
+        "promotion.decided_at": decision.decided_at,
+    }
 
 
 # A sweep runs every point as a DVC experiment whose promote stage only records its

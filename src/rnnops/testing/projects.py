@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from rnnops.core.config import apply_overrides
+from rnnops.core.overrides import apply_overrides
 
 # The source tree this package runs from (tests and benchmarks run from a checkout).
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
