@@ -79,7 +79,7 @@ def break_line(line: bytes, how: str, at: float) -> bytes:
 def broken_csv(draw) -> tuple[bytes, list[str], set[int]]:
     """A CSV of ``id,text[,lang]`` records, some broken; the ids and the broken rows."""
     texts = draw(st.lists(TEXT, min_size=1, max_size=12))
-    ids = [f"id{i}" for i in range(len(texts))]
+    ids = [f"id{i}x" for i in range(len(texts))]  # no id is the start of another
     third = draw(st.booleans())
     lines = []
     for record_id, text in zip(ids, texts, strict=True):
@@ -102,7 +102,7 @@ def broken_csv(draw) -> tuple[bytes, list[str], set[int]]:
 @st.composite
 def broken_jsonl(draw) -> tuple[bytes, list[str], set[int]]:
     texts = draw(st.lists(TEXT, min_size=1, max_size=12))
-    ids = [f"id{i}" for i in range(len(texts))]
+    ids = [f"id{i}x" for i in range(len(texts))]  # no id is the start of another
     lines = [json.dumps({"id": i, "text": t}).encode() for i, t in zip(ids, texts, strict=True)]
     broken = set()
     for i in draw(st.sets(st.integers(0, len(lines) - 1), max_size=len(lines) - 1)):
