@@ -48,9 +48,14 @@ bench-quality: install ## every model on R8, R52 and 90 topics, 3 seeds, beside 
 bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (bench/results/pipeline.json)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
+# Test processes (pytest-xdist), one per core here; TEST_WORKERS=0 runs in this process.
+# Each test file stays in one process (--dist loadfile), so its module fixtures are built once.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: install ## run every test: unit, integration (real DVC), behavioural, browser (headless Chromium) and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench scripts
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" --durations=15
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" $(XDIST) --durations=15
 
 test-unit: install ## unit tests only (seconds)
 	$(BIN)/pytest -q tests/unit
@@ -64,8 +69,8 @@ test-behavioural: install ## behavioural tests on a champion trained on a genera
 test-reliability: install ## faults, bad input and load (tests/reliability; writes bench/results/reliability_load.json)
 	PATH="$(abspath $(BIN)):$$PATH" RNNOPS_RECORD_LOAD_RESULTS=1 $(BIN)/pytest -q -s tests/reliability
 
-test-fast: install ## the inner loop: unit tests only, no DVC, MLflow server or Prefect API (about 2 min)
-	$(BIN)/pytest -q tests/unit
+test-fast: install ## the inner loop: unit tests only, no DVC, MLflow server or Prefect API (about 1.5 min)
+	$(BIN)/pytest -q $(XDIST) tests/unit
 
 test-e2e: install ## end-to-end tests on the real corpus
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/e2e

@@ -41,8 +41,14 @@ def champion(tmp_path_factory):
     uri = f"sqlite:///{base / 'mlflow.db'}"
     env["MLFLOW_TRACKING_URI"] = uri
     run([str(BIN_DIR / "dvc"), "repro"], project, env)
-    tracking.use_tracking_uri(uri)
-    predictor = load_pyfunc("models:/reuters-topics@champion").unwrap_python_model().predictor
+    # $MLFLOW_TRACKING_URI wins over the configured store (as for users), and
+    # mlflow.set_tracking_uri in an earlier fixture of this process may have set it to
+    # that fixture's store: name this store there while the champion loads.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        tracking.use_tracking_uri(uri)
+        pyfunc = load_pyfunc("models:/reuters-topics@champion")
+    predictor = pyfunc.unwrap_python_model().predictor
     raw = pd.read_parquet(project / "data/raw/reuters.parquet")
     raw = raw[raw["split"] == "test"]
     texts = [
