@@ -57,8 +57,7 @@ test: install ## run every test: unit, integration (real DVC), behavioural, brow
 	$(BIN)/ruff check src flows tests bench scripts
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "" $(XDIST) --durations=15
 
-test-unit: install ## unit tests only (seconds)
-	$(BIN)/pytest -q tests/unit
+test-unit: test-fast ## unit tests only (the same as test-fast)
 
 test-integration: install ## integration tests only (real DVC on a tiny generated corpus)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests/integration
@@ -69,7 +68,7 @@ test-behavioural: install ## behavioural tests on a champion trained on a genera
 test-reliability: install ## faults, bad input and load (tests/reliability; writes bench/results/reliability_load.json)
 	PATH="$(abspath $(BIN)):$$PATH" RNNOPS_RECORD_LOAD_RESULTS=1 $(BIN)/pytest -q -s tests/reliability
 
-test-fast: install ## the inner loop: unit tests only, no DVC, MLflow server or Prefect API (about 1.5 min)
+test-fast: install ## the inner loop: unit tests only, no DVC, MLflow server or Prefect API (about 2 min)
 	$(BIN)/pytest -q $(XDIST) tests/unit
 
 test-e2e: install ## end-to-end tests on the real corpus
