@@ -51,6 +51,33 @@ __all__ = [
 ]
 
 
+# mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI, which the code under test reads
+# before its configured store (as users expect). Left set, it sends later tests of this
+# process to another test's store; each test ends with the value the session started with.
+_SESSION_TRACKING_ENV = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def _restore_tracking_env() -> None:
+    if _SESSION_TRACKING_ENV is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = _SESSION_TRACKING_ENV
+
+
+def use_store_in_this_process(uri: str) -> None:
+    """Point this process's MLflow at ``uri`` without exporting it to the environment."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    _restore_tracking_env()
+
+
+@pytest.fixture(autouse=True)
+def _tracking_env_restored():
+    yield
+    _restore_tracking_env()
+
+
 @pytest.fixture(scope="session")
 def tiny_nltk_data(tmp_path_factory) -> Path:
     return write_tiny_reuters(tmp_path_factory.mktemp("nltk_data"))
@@ -164,7 +191,7 @@ def tracked(tmp_path_factory, tiny_nltk_data):
     uri = f"sqlite:///{base / 'mlflow.db'}"
     env["MLFLOW_TRACKING_URI"] = uri
     run([str(BIN_DIR / "dvc"), "repro"], project, env)
-    mlflow.set_tracking_uri(uri)
+    use_store_in_this_process(uri)
     return project, env, mlflow.MlflowClient(uri)
 
 
@@ -180,7 +207,7 @@ def champion(tmp_path_factory, tiny_nltk_data):
     project, env, uri = tiny_champion(tmp_path_factory, tiny_nltk_data)
     client = mlflow.MlflowClient(uri)
     version = client.get_model_version_by_alias("reuters-topics", "champion").version
-    mlflow.set_tracking_uri(uri)
+    use_store_in_this_process(uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/reuters-topics/{version}")
     return project, env, client, str(version), pyfunc
 

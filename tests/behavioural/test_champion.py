@@ -41,9 +41,8 @@ def champion(tmp_path_factory):
     uri = f"sqlite:///{base / 'mlflow.db'}"
     env["MLFLOW_TRACKING_URI"] = uri
     run([str(BIN_DIR / "dvc"), "repro"], project, env)
-    # $MLFLOW_TRACKING_URI wins over the configured store (as for users), and
-    # mlflow.set_tracking_uri in an earlier fixture of this process may have set it to
-    # that fixture's store: name this store there while the champion loads.
+    # $MLFLOW_TRACKING_URI wins over the configured store (as for users), and the
+    # developer's shell may set it: name this store there while the champion loads.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         tracking.use_tracking_uri(uri)

@@ -64,6 +64,14 @@ def test_wordpunct_matches_nltk_exactly():
     assert tokenize(text, "wordpunct", lowercase=False) == wordpunct_tokenize(text)
 
 
+def test_the_written_out_wordpunct_pattern_is_nltks():
+    from nltk.tokenize import WordPunctTokenizer
+
+    from rnnops.core.text import WORDPUNCT_PATTERN
+
+    assert WordPunctTokenizer()._pattern == WORDPUNCT_PATTERN
+
+
 def _real_corpus_texts() -> list[str]:
     """Every story of the Reuters corpus in NLTK_DATA (title line included), as served."""
     import pytest

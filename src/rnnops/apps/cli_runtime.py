@@ -93,7 +93,6 @@ def run(call: Call) -> int:
     # SIGTERM becomes an exception so open MLflow runs end KILLED and partial
     # outputs are removed on the way out.
     signal.signal(signal.SIGTERM, _terminate)
-    INVALID_INPUT = invalid_input_errors()
     name = f"rnnops {call.command}"
     try:
         try:
@@ -105,13 +104,15 @@ def run(call: Call) -> int:
         status = call.run(params)
         if status:
             return int(status)
-    except INVALID_INPUT as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
     except (KeyboardInterrupt, Terminated) as exc:
         print(f"{name}: interrupted ({str(exc) or 'Ctrl-C'})", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # the stage's own message, without a traceback wall
+        # The error types are looked up only once something failed: importing every stage
+        # up front (scikit-learn among them) cost each stage process seconds at start.
+        if isinstance(exc, invalid_input_errors()):
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 2
         if call.verbose:
             raise
         from rnnops.systems.store_check import StoreUnreachableError

@@ -7,6 +7,7 @@ tokenizers need no downloaded model.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections import Counter
@@ -14,17 +15,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from nltk.tokenize import TreebankWordTokenizer, WordPunctTokenizer
 
 PAD = "<pad>"
 OOV = "<oov>"
 PAD_ID = 0
 OOV_ID = 1
 
-_treebank = TreebankWordTokenizer()
-# NLTK's wordpunct pattern, compiled with the standard `re` engine: the same tokens
-# as nltk.wordpunct_tokenize, several times faster (it dominates serving time).
-_wordpunct = re.compile(WordPunctTokenizer()._pattern, re.UNICODE | re.MULTILINE | re.DOTALL)
+# NLTK's wordpunct pattern (``WordPunctTokenizer()._pattern``, checked equal in the unit
+# tests), compiled with the standard `re` engine: the same tokens as
+# nltk.wordpunct_tokenize, several times faster (it dominates serving time). Written out
+# rather than read from NLTK because importing nltk loads scipy and scikit-learn, seconds
+# at the start of every stage process and of the server.
+WORDPUNCT_PATTERN = r"\w+|[^\w\s]+"
+_wordpunct = re.compile(WORDPUNCT_PATTERN, re.UNICODE | re.MULTILINE | re.DOTALL)
+
+
+@functools.cache
+def _treebank():
+    from nltk.tokenize import TreebankWordTokenizer
+
+    return TreebankWordTokenizer()
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ def tokenize(text: str, tokenizer: str = "wordpunct", lowercase: bool = True) ->
     if lowercase:
         text = text.lower()
     if tokenizer == "treebank":
-        return _treebank.tokenize(text)
+        return _treebank().tokenize(text)
     if tokenizer == "wordpunct":
         return _wordpunct.findall(text)
     raise ValueError(f"unknown tokenizer {tokenizer!r}; allowed: wordpunct, treebank")

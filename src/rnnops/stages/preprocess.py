@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from rnnops.core.config import PreprocessConfig
 from rnnops.core.io import atomic_path, write_json
@@ -138,6 +137,10 @@ def stratify_key(topics: pd.Series, counts: Counter) -> np.ndarray | None:
 def split_validation(
     train: pd.DataFrame, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Imported here: every stage that only loads a dataset imports this module, and
+    # scikit-learn adds seconds to each such process's start.
+    from sklearn.model_selection import train_test_split
+
     counts = Counter(t for ts in train["topics"] for t in ts)
     key = stratify_key(train["topics"], counts)
     try:

@@ -48,9 +48,8 @@ def tiny_params(extra: dict | None = None) -> dict:
 
 def project_env(nltk_data: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    # Each project names its own store. mlflow.set_tracking_uri (called by fixtures in this
-    # process) also sets MLFLOW_TRACKING_URI in os.environ; inherited, it would send another
-    # test's runs into that store.
+    # Each project names its own store; an inherited $MLFLOW_TRACKING_URI (the developer's,
+    # or one mlflow.set_tracking_uri wrote in this process) would send its runs elsewhere.
     env.pop("MLFLOW_TRACKING_URI", None)
     env.update(
         NLTK_DATA=str(nltk_data),
