@@ -79,6 +79,9 @@ def _versions() -> dict[str, str]:
 
 
 class StrictJSONResponse(JSONResponse):
+    """Strict JSON. Scoring and health handlers return one themselves: a plain dict would
+    first go through FastAPI's ``jsonable_encoder``, a tenth of a small request's time."""
+
     def render(self, content: Any) -> bytes:
         return strict_json(content)
 
@@ -187,14 +190,14 @@ def _add_scoring_routes(
     async def predict(request: Request):
         texts = parse_documents(await read_body(request), max_documents)
         served, predictions = await score(texts)
-        return {"model": served.info(), "predictions": predictions}
+        return StrictJSONResponse({"model": served.info(), "predictions": predictions})
 
     @app.post("/invocations")
     async def invocations(request: Request):
         """MLflow's scoring protocol; the same predictions as ``/predict``."""
         texts = parse_invocation(await read_body(request), max_documents)
         _, predictions = await score(texts)
-        return {"predictions": predictions}
+        return StrictJSONResponse({"predictions": predictions})
 
 
 def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
@@ -205,7 +208,9 @@ def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
         served = holder.current
         if served is None:
             return error_response(503, holder.last_error or "no model is loaded", model=None)
-        return {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
+        return StrictJSONResponse(
+            {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
+        )
 
     @app.get("/ping")
     async def ping():
@@ -281,6 +286,7 @@ def run_app(
         port=port,
         workers=1,
         http=json_errors_h11_protocol(),
+        loop="auto",  # uvloop (a dependency where it builds), else asyncio's loop
         ws="none",  # no WebSocket routes: an Upgrade request is answered as plain HTTP
         access_log=access_log,
         log_level="info",
