@@ -58,10 +58,15 @@ def services(info: dict) -> list[str]:
     return [*workers, *SERVICES]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports. Each socket stays bound until all are picked: a port
+    released at once can be handed out again by the next bind, and two servers given
+    the same port leave the second one failing with "already in use"."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def pg_bin(name: str) -> str:
@@ -321,13 +326,14 @@ def up(state: Path, workers: int = 2) -> dict:
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     old = read_state(state) or {}
+    pg_port, s3_port, mlflow_port, prefect_port = free_ports(4)
     info = {
         # The cluster keeps its password across restarts; ports are picked afresh.
         "pg_password": old.get("pg_password") or secrets.token_hex(16),
-        "pg_port": free_port(),
-        "s3_port": free_port(),
-        "mlflow_port": free_port(),
-        "prefect_port": free_port(),
+        "pg_port": pg_port,
+        "s3_port": s3_port,
+        "mlflow_port": mlflow_port,
+        "prefect_port": prefect_port,
         "pids": {},
     }
     (state / "stack.json").write_text(json.dumps(info, indent=2))

@@ -11,6 +11,9 @@ from conftest import BIN_DIR, make_project, run, set_params, tiny_params
 pytestmark = pytest.mark.integration
 
 DVC = str(BIN_DIR / "dvc")
+# The session's server is shared by other tests' runs and models (a sweep's, say): an
+# experiment and a registered model of its own keep this test's counts its own.
+EXPERIMENT, MODEL = "lifecycle-over-http", "lifecycle-topics"
 
 
 def lstm_params(**values) -> dict:
@@ -18,7 +21,7 @@ def lstm_params(**values) -> dict:
 
 
 def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_nltk_data):
-    params = tiny_params()
+    params = tiny_params({"tracking.experiment": EXPERIMENT, "promotion.registered_model": MODEL})
     params["models"] = {
         "lstm": params["models"]["lstm"]
     }  # one model keeps the three executions short
@@ -28,9 +31,9 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
 
     set_params(project, lstm_params(learning_rate=0.01, epochs=4))
     run([DVC, "repro"], project, env)
-    first = client.get_model_version_by_alias("reuters-topics", "champion")
+    first = client.get_model_version_by_alias(MODEL, "champion")
     assert first.version in (1, "1")
-    exp = client.get_experiment_by_name("reuters-topics")
+    exp = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
@@ -39,8 +42,8 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     run([DVC, "repro"], project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "challenger", decision
-    assert client.get_model_version_by_alias("reuters-topics", "champion").version == first.version
-    challenger = client.get_model_version_by_alias("reuters-topics", "challenger")
+    assert client.get_model_version_by_alias(MODEL, "champion").version == first.version
+    challenger = client.get_model_version_by_alias(MODEL, "challenger")
     assert str(challenger.version) == decision["candidate_version"]
     assert challenger.tags["promotion.decision"] == "challenger"
 
@@ -52,14 +55,14 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     assert decision["decision"] == "champion", decision
     assert decision["champion_rescored"] is True
     assert decision["candidate_score"] > decision["champion_score"]
-    champion = client.get_model_version_by_alias("reuters-topics", "champion")
+    champion = client.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == decision["candidate_version"] != str(first.version)
 
     # This process's tracking URI is shared by every test: set it for the load only.
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(mlflow_server)
     try:
-        model = mlflow.pyfunc.load_model("models:/reuters-topics@champion")
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     finally:
         mlflow.set_tracking_uri(previous)
     out = model.predict(
