@@ -49,9 +49,11 @@ bench-pipeline: install ## the default pipeline per stage beside TF-IDF + SVM (b
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/pipeline.py
 
 # Test processes (pytest-xdist), one per core here; TEST_WORKERS=0 runs in this process.
-# Each test file stays in one process (--dist loadfile), so its module fixtures are built once.
+# Each test file stays in one process (--dist loadfile), so its module fixtures are built once;
+# files start in collection order (--no-loadscope-reorder), where tests/conftest.py puts the
+# longest first.
 TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: install ## run every test: unit, integration (real DVC), behavioural, browser (headless Chromium) and e2e (real corpus)
 	$(BIN)/ruff check src flows tests bench scripts

@@ -72,6 +72,32 @@ def use_store_in_this_process(uri: str) -> None:
     _restore_tracking_env()
 
 
+# Files are handed to the test processes in collection order (`--no-loadscope-reorder`;
+# xdist would start the files with the most tests first, the many quick unit files), the
+# longest first so that no process is left with a long file at the end: the team-stack
+# file, a third of the suite on one process; then, for `make test-fast`, the slowest unit
+# files (Keras fits, the whole-corpus encoding, two paced Keras processes).
+LONGEST_FILES_FIRST = (
+    "tests/integration/test_stack.py",
+    "tests/unit/test_train.py",
+    "tests/unit/test_promote.py",
+    "tests/unit/test_bench_pace.py",
+    "tests/unit/test_text.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return (
+            LONGEST_FILES_FIRST.index(path)
+            if path in LONGEST_FILES_FIRST
+            else len(LONGEST_FILES_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: every file keeps its own order
+
+
 @pytest.fixture(autouse=True)
 def _tracking_env_restored():
     yield

@@ -6,11 +6,13 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import BIN_DIR, make_project, run, set_params, tiny_params
+from conftest import BIN_DIR, copy_project, run, set_params, tiny_champion
 
 pytestmark = pytest.mark.integration
 
 DVC = str(BIN_DIR / "dvc")
+# Up to the promotion: the comparison report after it reads nothing over HTTP.
+REPRO_TO_PROMOTE = [DVC, "repro", "promote"]
 # The session's server is shared by other tests' runs and models (a sweep's, say): an
 # experiment and a registered model of its own keep this test's counts its own.
 EXPERIMENT, MODEL = "lifecycle-over-http", "lifecycle-topics"
@@ -20,17 +22,25 @@ def lstm_params(**values) -> dict:
     return {f"models.lstm.{key}": value for key, value in values.items()}
 
 
-def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_nltk_data):
-    params = tiny_params({"tracking.experiment": EXPERIMENT, "promotion.registered_model": MODEL})
-    params["models"] = {
-        "lstm": params["models"]["lstm"]
-    }  # one model keeps the three executions short
-    project, env = make_project(tmp_path / "project", tiny_nltk_data, params)
-    env["MLFLOW_TRACKING_URI"] = mlflow_server
+def test_champion_challenger_lifecycle_over_http(
+    mlflow_server, tmp_path, tmp_path_factory, tiny_nltk_data
+):
+    # The session's reproduced tiny champion (one model keeps the three executions short):
+    # its data stages are this test's too, so only training onwards runs.
+    src, env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
+    project = copy_project(src, tmp_path / "project")
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
     client = mlflow.MlflowClient(mlflow_server)
 
-    set_params(project, lstm_params(learning_rate=0.01, epochs=4))
-    run([DVC, "repro"], project, env)
+    set_params(
+        project,
+        {
+            "tracking.experiment": EXPERIMENT,
+            "promotion.registered_model": MODEL,
+            **lstm_params(learning_rate=0.01, epochs=4),
+        },
+    )
+    run(REPRO_TO_PROMOTE, project, env)
     first = client.get_model_version_by_alias(MODEL, "champion")
     assert first.version in (1, "1")
     exp = client.get_experiment_by_name(EXPERIMENT)
@@ -39,7 +49,7 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
 
     # Worse parameters: registered, but only as challenger.
     set_params(project, lstm_params(learning_rate=0.000001, epochs=1))
-    run([DVC, "repro"], project, env)
+    run(REPRO_TO_PROMOTE, project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "challenger", decision
     assert client.get_model_version_by_alias(MODEL, "champion").version == first.version
@@ -50,7 +60,7 @@ def test_champion_challenger_lifecycle_over_http(mlflow_server, tmp_path, tiny_n
     # Better parameters on different data (longer sequences): the champion is
     # re-scored on the new validation split and then beaten.
     set_params(project, {**lstm_params(learning_rate=0.01, epochs=15), "preprocess.max_len": 50})
-    run([DVC, "repro"], project, env)
+    run(REPRO_TO_PROMOTE, project, env)
     decision = json.loads((project / "reports/promotion.json").read_text())
     assert decision["decision"] == "champion", decision
     assert decision["champion_rescored"] is True

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import run, set_params
+from conftest import copy_project, run, set_params, tiny_champion
 
 pytestmark = pytest.mark.integration
 
@@ -181,11 +181,24 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
     assert "nothing changed" in flow_logs(again.state_details.flow_run_id, "nothing changed")
 
 
-def test_concurrent_experiments_leave_the_workspace_untouched(prefect_harness, flow_project):
+@pytest.fixture
+def reproduced_flow_project(tmp_path_factory, tmp_path, tiny_nltk_data, monkeypatch):
+    """A copy of the session's reproduced tiny champion (LSTM only) with a store of its
+    own, for flows run in this process: its env is this process's env."""
+    src, env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
+    project = copy_project(src, tmp_path / "project")
+    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for key in ("NLTK_DATA", "PATH", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(key, env[key])
+    return project, env
+
+
+def test_concurrent_experiments_leave_the_workspace_untouched(
+    prefect_harness, reproduced_flow_project
+):
     from flows.training import training_flow
 
-    project, env = flow_project
-    run(["dvc", "repro"], project, env)
+    project, env = reproduced_flow_project
     run(["git", "add", "-A"], project, env)
     run(["git", "commit", "-qm", "baseline"], project, env)
     before = (project / "dvc.lock").read_text()
