@@ -87,15 +87,9 @@ LONGEST_FILES_FIRST = (
 
 
 def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return (
-            LONGEST_FILES_FIRST.index(path)
-            if path in LONGEST_FILES_FIRST
-            else len(LONGEST_FILES_FIRST)
-        )
-
-    items.sort(key=rank)  # stable: every file keeps its own order
+    first = {path: rank for rank, path in enumerate(LONGEST_FILES_FIRST)}
+    # A stable sort: every file keeps its own order of tests.
+    items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))
 
 
 @pytest.fixture(autouse=True)
@@ -205,6 +199,15 @@ def tiny_champion(tmp_path_factory, nltk_data: Path) -> tuple[Path, dict, str]:
         run([str(BIN_DIR / "dvc"), "repro"], project, env)
         _champion.update(project=project, env=env, uri=uri)
     return _champion["project"], _champion["env"], _champion["uri"]
+
+
+def copy_of_tiny_champion(
+    tmp_path_factory, nltk_data: Path, dest: Path, tracking_uri: str
+) -> tuple[Path, dict]:
+    """A copy of the session's reproduced tiny champion to change freely (its data stages
+    already run), whose runs and models go to ``tracking_uri``: (project, env)."""
+    src, env, _ = tiny_champion(tmp_path_factory, nltk_data)
+    return copy_project(src, dest), {**env, "MLFLOW_TRACKING_URI": tracking_uri}
 
 
 @pytest.fixture(scope="session")

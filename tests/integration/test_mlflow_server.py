@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import BIN_DIR, copy_project, run, set_params, tiny_champion
+from conftest import BIN_DIR, copy_of_tiny_champion, run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,9 @@ def test_champion_challenger_lifecycle_over_http(
 ):
     # The session's reproduced tiny champion (one model keeps the three executions short):
     # its data stages are this test's too, so only training onwards runs.
-    src, env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
-    project = copy_project(src, tmp_path / "project")
-    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    project, env = copy_of_tiny_champion(
+        tmp_path_factory, tiny_nltk_data, tmp_path / "project", mlflow_server
+    )
     client = mlflow.MlflowClient(mlflow_server)
 
     set_params(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import copy_project, run, set_params, tiny_champion
+from conftest import copy_of_tiny_champion, run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -185,9 +185,12 @@ def test_flow_runs_every_stage_then_skips(prefect_harness, flow_project):
 def reproduced_flow_project(tmp_path_factory, tmp_path, tiny_nltk_data, monkeypatch):
     """A copy of the session's reproduced tiny champion (LSTM only) with a store of its
     own, for flows run in this process: its env is this process's env."""
-    src, env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
-    project = copy_project(src, tmp_path / "project")
-    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    project, env = copy_of_tiny_champion(
+        tmp_path_factory,
+        tiny_nltk_data,
+        tmp_path / "project",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     for key in ("NLTK_DATA", "PATH", "MLFLOW_TRACKING_URI"):
         monkeypatch.setenv(key, env[key])
     return project, env

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN_DIR, copy_project, run, tiny_champion
+from conftest import BIN_DIR, copy_of_tiny_champion, run
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,12 @@ def outputs_digest(project: Path) -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path_factory, tiny_nltk_data, tmp_path):
-    src, env, _ = tiny_champion(tmp_path_factory, tiny_nltk_data)
-    dest = copy_project(src, tmp_path / "project")
-    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    dest, env = copy_of_tiny_champion(
+        tmp_path_factory,
+        tiny_nltk_data,
+        tmp_path / "project",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "reproduced"], dest, env)
     return dest, env
