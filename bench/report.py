@@ -87,8 +87,9 @@ def quality_section(q: dict) -> list[str]:
         ]
     if q.get("candidates"):
         lines += [
-            "Candidates measured beside the defaults (`bench/candidates.yaml`, not in "
-            f"`params.yaml`): {', '.join(f'`{c}`' for c in q['candidates'])}.",
+            "Candidates measured beside the defaults (a default model with some keys "
+            "changed, from `bench/candidates.yaml` or the file given to `--candidates`; not "
+            f"in `params.yaml`): {', '.join(f'`{c}`' for c in q['candidates'])}.",
             "",
         ]
     if q.get("twins_markdown"):
