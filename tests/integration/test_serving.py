@@ -206,3 +206,116 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
         )
     finally:
         stop(proc)
+
+
+def _store_copy(champion, dest: Path) -> tuple[dict, object]:
+    """The champion's registry copied to ``dest`` (its artifacts shared, read only), so
+    this test can register versions and move the alias: (env, MlflowClient)."""
+    import shutil
+
+    import mlflow
+
+    _, env, client, _, _ = champion
+    db = Path(client.tracking_uri.removeprefix("sqlite:///"))
+    shutil.copy2(db, dest / "mlflow.db")
+    uri = f"sqlite:///{dest / 'mlflow.db'}"
+    return {**env, "MLFLOW_TRACKING_URI": uri}, mlflow.MlflowClient(uri)
+
+
+def test_workers_share_one_port_reload_together_replace_the_dead_and_drain(champion, tmp_path):
+    """`rnnops serve --workers 2`: both processes answer on one port with the champion's
+    predictions; one /reload brings both to the new version; a killed worker is replaced;
+    SIGTERM during a burst loses no accepted request and ends every process."""
+    import asyncio
+    import os
+    import signal
+
+    from conftest import start, stop, wait_for
+
+    project, _, _, version, pyfunc = champion
+    env, client = _store_copy(champion, tmp_path)
+    texts = sample_texts(project)[:8]
+    want = expected(pyfunc, texts)
+    port = free_port()
+    log = tmp_path / "server.log"
+    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), "--workers", "2"]
+    proc = start(cmd, env, log, cwd=project)
+    url = f"http://127.0.0.1:{port}"
+
+    def health_by_pid(tries: int = 200) -> dict[int, str]:
+        """Versions by worker pid, over fresh connections until both workers answered."""
+        seen: dict[int, str] = {}
+        for _ in range(tries):
+            body = httpx.get(f"{url}/health", timeout=10).json()
+            seen[body["pid"]] = body["model"]["version"]
+            if len(seen) == 2:
+                break
+        return seen
+
+    def healthy():
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, 180, "rnnops serve --workers 2 health", interval=0.5)
+        workers = health_by_pid()
+        assert len(workers) == 2 and set(workers.values()) == {version}, workers
+        assert proc.pid not in workers  # the supervisor answers nothing itself
+        for _ in range(4):  # fresh connections reach both processes
+            rows = httpx.post(f"{url}/predict", json={"text": texts}, timeout=30).json()
+            assert_same(rows["predictions"], want)
+
+        source = client.get_model_version(MODEL, version)
+        new = client.create_model_version(MODEL, source.source, run_id=source.run_id).version
+        client.set_registered_model_alias(MODEL, "champion", new)
+        resp = httpx.post(f"{url}/reload", timeout=120)
+        body = strict_json(resp)
+        assert resp.status_code == 200 and body["status"] == "reloaded", body
+        assert sorted(w["pid"] for w in body["workers"]) == sorted(workers)
+        assert {w["version"] for w in body["workers"]} == {str(new)}
+        assert set(health_by_pid().values()) == {str(new)}
+
+        dead = next(iter(workers))
+        os.kill(dead, signal.SIGKILL)
+        wait_for(lambda: len(set(health_by_pid()) - {dead}) == 2, 180, "a replacement worker", 1.0)
+        replaced = health_by_pid()
+        assert dead not in replaced and set(replaced.values()) == {str(new)}, replaced
+        assert "starting another" in log.read_text()
+
+        async def burst() -> list:
+            sent: list = []
+            payload = json.dumps({"text": texts}).encode()
+            tasks = [asyncio.ensure_future(_raw_post(port, payload, sent)) for _ in range(32)]
+            while len(sent) < len(tasks):
+                await asyncio.sleep(0.002)
+            proc.send_signal(signal.SIGTERM)  # the supervisor: it has every worker drain
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        done = asyncio.run(burst())
+        lost = [d for d in done if isinstance(d, BaseException) or d[0] != 200]
+        assert not lost, f"{len(lost)} of {len(done)} accepted requests lost: {lost[:3]}"
+        assert proc.wait(timeout=90) == 0, log.read_text()[-2000:]
+        for pid in replaced:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            ), f"worker {pid} outlived the supervisor"
+    finally:
+        stop(proc)
+
+
+def test_workers_fail_fast_when_the_alias_points_nowhere(champion, tmp_path):
+    """The supervisor resolves the alias before it starts a worker: exit 1, the cause named."""
+    import subprocess
+
+    project, _, _, _, _ = champion
+    env, client = _store_copy(champion, tmp_path)
+    client.delete_registered_model_alias(MODEL, "champion")
+    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(free_port()), "--workers", "2"]
+    done = subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"models:/{MODEL}@champion" in done.stderr and "not found" in done.stderr
+    assert "with 2 workers" not in done.stderr  # it stopped before starting any

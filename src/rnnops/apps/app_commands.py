@@ -93,6 +93,7 @@ def cmd_serve(
     alias: str | None,
     max_body_bytes: int | None,
     max_documents: int | None,
+    workers: int | None,
     access_log: bool,
 ) -> None:
     from rnnops.apps.serving import serve
@@ -107,6 +108,7 @@ def cmd_serve(
         alias=alias,
         max_body_bytes=max_body_bytes,
         max_documents=max_documents,
+        workers=workers,
     )
     uri = tracking.use_tracking_uri(params.tracking.uri)
     log.info("MLflow registry at %s; serving models:/%s@%s", uri, cfg.registered_model, cfg.alias)

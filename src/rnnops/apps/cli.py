@@ -306,12 +306,15 @@ def _serve(
         int | None,
         option("N", "more documents per request get 413 (default: serving.max_documents)"),
     ] = None,
+    workers: Annotated[
+        int | None, option("N", "server processes, one model copy each (default: serving.workers)")
+    ] = None,
     access_log: Annotated[bool, flag("--access-log", help="log every request")] = False,
 ) -> Call:
     """Serve models:/<serving.registered_model>@<serving.alias> over HTTP: POST /predict
     with {"text": "..."} or {"text": [...]}, GET /health, POST /reload (load the version
-    the alias points at now; the current one keeps serving if it fails). Flags override
-    the serving: section of params.yaml."""
+    the alias points at now, in every worker; the current one keeps serving if it fails).
+    Flags override the serving: section of params.yaml."""
     return _call(ctx, _app_command("cmd_serve"))
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -69,6 +71,9 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = ServingConfig()
 
+# Brings the other workers to a version: (version, changed here) -> each worker's answer.
+SyncWorkers = Callable[[str | None, bool], list[dict[str, Any]]]
+
 
 def _versions() -> dict[str, str]:
     import mlflow
@@ -98,8 +103,12 @@ def create_app(
     *,
     batch_max_documents: int = DEFAULTS.batch_max_documents,
     batch_max_wait_ms: float = DEFAULTS.batch_max_wait_ms,
+    sync_workers: SyncWorkers | None = None,
 ):
-    """The FastAPI app around ``holder``; its limits come from :class:`ServingConfig`."""
+    """The FastAPI app around ``holder``; its limits come from :class:`ServingConfig`.
+
+    ``sync_workers`` (a worker of ``rnnops serve --workers N``) brings the other workers
+    to the version a ``/reload`` has loaded here, and returns each worker's answer."""
     # Requests for the same model version share model calls; a reload starts new batches.
     batcher: MicroBatcher[str, dict] = MicroBatcher(
         lambda served, texts: served.predict(texts),
@@ -116,7 +125,7 @@ def create_app(
     app.state.batcher = batcher
     _add_error_handlers(app)
     _add_scoring_routes(app, holder, batcher, max_body_bytes, max_documents)
-    _add_model_routes(app, holder)
+    _add_model_routes(app, holder, sync_workers)
     return app
 
 
@@ -200,7 +209,7 @@ def _add_scoring_routes(
         return StrictJSONResponse({"predictions": predictions})
 
 
-def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
+def _add_model_routes(app: FastAPI, holder: ModelHolder, sync_workers: SyncWorkers | None) -> None:
     """What is served (``/health``, ``/ping``, ``/version``) and ``/reload``."""
 
     @app.get("/health")
@@ -209,7 +218,12 @@ def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
         if served is None:
             return error_response(503, holder.last_error or "no model is loaded", model=None)
         return StrictJSONResponse(
-            {"status": "ok", "model": served.info(), "last_reload_error": holder.last_error}
+            {
+                "status": "ok",
+                "model": served.info(),
+                "last_reload_error": holder.last_error,
+                "pid": os.getpid(),  # which worker answered, under --workers N
+            }
         )
 
     @app.get("/ping")
@@ -233,13 +247,33 @@ def _add_model_routes(app: FastAPI, holder: ModelHolder) -> None:
             return error_response(
                 exc.status, str(exc), cause=exc.cause, serving=current.info() if current else None
             )
-        return {"status": "reloaded" if changed else "unchanged", "model": served.info()}
+        if sync_workers is None:
+            return {"status": "reloaded" if changed else "unchanged", "model": served.info()}
+        workers = await run_in_threadpool(sync_workers, served.version, changed)
+        failed = [w for w in workers if w["error"]]
+        if failed:
+            log.error("reload: %d of %d workers failed to load", len(failed), len(workers))
+            return error_response(
+                500,
+                f"version {served.version} loaded in {len(workers) - len(failed)} of "
+                f"{len(workers)} workers; the others keep serving what they served (see "
+                "workers[].error), so answers can come from two versions until a /reload "
+                "succeeds everywhere",
+                cause="workers_differ",
+                serving=served.info(),
+                workers=workers,
+            )
+        status = "reloaded" if any(w["changed"] for w in workers) else "unchanged"
+        return {"status": status, "model": served.info(), "workers": workers}
 
 
 def serve(cfg: ServingConfig, access_log: bool = False) -> None:
-    """Load the model (fail fast when it cannot be), then answer on ``cfg.host:cfg.port``."""
+    """Load the model (fail fast when it cannot be), then answer on ``cfg.host:cfg.port``;
+    with ``cfg.workers`` > 1, from that many processes (:mod:`rnnops.apps.serving_workers`)."""
     bound_log_lines()
-
+    if cfg.workers > 1:
+        serve_with_workers(cfg, access_log)
+        return
     holder = ModelHolder(
         cfg.registered_model,
         cfg.alias,
@@ -263,24 +297,39 @@ def serve(cfg: ServingConfig, access_log: bool = False) -> None:
     run_app(app, cfg.host, cfg.port, access_log, shutdown_timeout_s=cfg.shutdown_timeout_s)
 
 
-def run_app(
-    app: Any,
-    host: str,
-    port: int,
-    access_log: bool = False,
-    shutdown_timeout_s: int = DEFAULTS.shutdown_timeout_s,
-) -> None:
-    """Answer on ``host:port`` with uvicorn, HTTP-layer errors as strict JSON too.
+def serve_with_workers(cfg: ServingConfig, access_log: bool) -> None:
+    """Resolve the alias and bind the port here, so either failure ends the command at
+    once, then run ``cfg.workers`` processes that serve that version on the socket."""
+    import mlflow
 
-    On SIGTERM or SIGINT uvicorn stops accepting connections, answers the requests it
-    has already read (their model calls included) and closes idle keep-alive
-    connections; after ``shutdown_timeout_s`` whatever is still running is cancelled.
-    """
+    from rnnops.apps.serving_workers import Supervisor, WorkerStartError
+
+    holder = ModelHolder(cfg.registered_model, cfg.alias)
+    ref = holder.resolve()
+    # A taken port: uvicorn logs why and exits with its start-up failure status.
+    sock = _uvicorn_config(None, cfg.host, cfg.port, access_log, 1).bind_socket()
+    log.info(
+        "serving %s (version %s) on http://%s:%d with %d workers",
+        holder.model_uri,
+        ref["version"],
+        cfg.host,
+        cfg.port,
+        cfg.workers,
+    )
+    try:
+        Supervisor(cfg, ref["version"], sock, access_log, mlflow.get_tracking_uri()).run()
+    except WorkerStartError as exc:
+        raise ModelLoadError(f"a worker could not start: {exc}") from None
+    finally:
+        sock.close()
+
+
+def _uvicorn_config(app: Any, host: str, port: int, access_log: bool, shutdown_timeout_s: int):
     import uvicorn
-    from uvicorn.main import STARTUP_FAILURE
 
-    # One process: the model is loaded once; concurrent requests share its calls.
-    config = uvicorn.Config(
+    # One process per model copy: concurrent requests share its calls (serving_workers
+    # runs several such processes on one socket).
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -292,10 +341,31 @@ def run_app(
         log_level="info",
         timeout_graceful_shutdown=shutdown_timeout_s,
     )
+
+
+def run_app(
+    app: Any,
+    host: str,
+    port: int,
+    access_log: bool = False,
+    shutdown_timeout_s: int = DEFAULTS.shutdown_timeout_s,
+    sockets: list[Any] | None = None,
+) -> None:
+    """Answer on ``host:port`` (or on ``sockets`` already bound) with uvicorn, HTTP-layer
+    errors as strict JSON too.
+
+    On SIGTERM or SIGINT uvicorn stops accepting connections, answers the requests it
+    has already read (their model calls included) and closes idle keep-alive
+    connections; after ``shutdown_timeout_s`` whatever is still running is cancelled.
+    """
+    import uvicorn
+    from uvicorn.main import STARTUP_FAILURE
+
+    config = _uvicorn_config(app, host, port, access_log, shutdown_timeout_s)
     # The Config has just installed uvicorn's log handlers: bound them before any request.
     bound_log_lines()
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=sockets)
     if not server.started:  # the port is taken, say: uvicorn has logged why
         raise SystemExit(STARTUP_FAILURE)

@@ -336,18 +336,27 @@ class ModelHolder:
     def current(self) -> ServedModel | None:
         return self._current
 
-    def reload(self) -> tuple[ServedModel, bool]:
-        """Load the version the alias points at now; return it and whether it changed.
+    def resolve(self, version: str | None = None) -> dict:
+        """The registered version behind the alias (or ``version``); ModelLoadError if none."""
+        wanted = self.model_uri if version is None else f"models:/{self.name}/{version}"
+        try:
+            return self._resolve(wanted)
+        except Exception as exc:
+            raise describe_resolve_failure(wanted, exc) from exc
+
+    def reload(self, version: str | None = None) -> tuple[ServedModel, bool]:
+        """Load the version the alias points at now (or ``version`` of the registered
+        model: what the other workers of one server load, see
+        :mod:`rnnops.apps.serving_workers`); return it and whether it changed.
 
         On any failure raise :class:`ModelLoadError` and keep serving the current model.
         """
         with self._reload_lock:
             try:
-                ref = self._resolve(self.model_uri)
-            except Exception as exc:
-                failure = describe_resolve_failure(self.model_uri, exc)
+                ref = self.resolve(version)
+            except ModelLoadError as failure:
                 self.last_error = str(failure)
-                raise failure from exc
+                raise
             current = self._current
             if current is not None and ref.get("version") and current.version == ref["version"]:
                 self.last_error = None

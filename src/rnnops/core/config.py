@@ -277,6 +277,9 @@ class ServingConfig(_Strict):
     )
     # On SIGTERM, requests already read are answered for up to this long, then cancelled.
     shutdown_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    # Server processes on the one port, each with its own copy of the model; a /reload
+    # reaches all of them (rnnops.apps.serving_workers).
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class Params(_Strict):
