@@ -131,25 +131,12 @@ async def _raw_post(port: int, body: bytes, sent: list) -> tuple[int, dict]:
     return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
 
 
-def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
-    """2,000 one-document requests at concurrency 64: each answered with its own
-    prediction, RSS bounded; then SIGTERM during a burst: every request already sent is
-    answered, and the server exits cleanly."""
-    import asyncio
-    import os
-    import signal
-    import time
-
+def _start_server(args: list[str], env: dict, project: Path, log: Path):
+    """`rnnops serve ARGS` on a free port, once /health answers: (process, port, URL)."""
     from conftest import start, stop, wait_for
-    from rnnops.testing.http_load import load as run_load
-    from rnnops.testing.http_load import request_bytes
 
-    project, env, _, _, pyfunc = champion
-    texts = sample_texts(project)[:64]
-    want = expected(pyfunc, texts)
     port = free_port()
-    log = tmp_path / "server.log"
-    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), "--max-documents", "64"]
+    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), *args]
     proc = start(cmd, env, log, cwd=project)
     url = f"http://127.0.0.1:{port}"
 
@@ -160,6 +147,32 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
         except httpx.TransportError:
             return False
 
+    try:
+        wait_for(healthy, 180, f"rnnops serve {' '.join(args)} health", interval=0.5)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port, url
+
+
+def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
+    """2,000 one-document requests at concurrency 64: each answered with its own
+    prediction, RSS bounded; then SIGTERM during a burst: every request already sent is
+    answered, and the server exits cleanly."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from conftest import stop
+    from rnnops.testing.http_load import load as run_load
+    from rnnops.testing.http_load import request_bytes
+
+    project, env, _, _, pyfunc = champion
+    texts = sample_texts(project)[:64]
+    want = expected(pyfunc, texts)
+    log = tmp_path / "server.log"
+    proc, port, url = _start_server(["--max-documents", "64"], env, project, log)
     singles = [request_bytes("POST", "/predict", "t", {"text": t}) for t in texts]
 
     def load(n: int, concurrency: int) -> list:
@@ -180,7 +193,6 @@ def test_load_is_batched_bounded_and_sigterm_drains(champion, tmp_path):
         return await asyncio.gather(*tasks, return_exceptions=True), in_flight
 
     try:
-        wait_for(healthy, 120, "rnnops serve health", interval=0.5)
         load(200, 64)  # warm-up: what the server holds after its first burst
         rss_warm = _rss_kib(proc.pid)
         start_time = time.perf_counter()
@@ -230,17 +242,14 @@ def test_workers_share_one_port_reload_together_replace_the_dead_and_drain(champ
     import os
     import signal
 
-    from conftest import start, stop, wait_for
+    from conftest import stop, wait_for
 
     project, _, _, version, pyfunc = champion
     env, client = _store_copy(champion, tmp_path)
     texts = sample_texts(project)[:8]
     want = expected(pyfunc, texts)
-    port = free_port()
     log = tmp_path / "server.log"
-    cmd = [str(BIN_DIR / "rnnops"), "serve", "--port", str(port), "--workers", "2"]
-    proc = start(cmd, env, log, cwd=project)
-    url = f"http://127.0.0.1:{port}"
+    proc, port, url = _start_server(["--workers", "2"], env, project, log)
 
     def health_by_pid(tries: int = 200) -> dict[int, str]:
         """Versions by worker pid, over fresh connections until both workers answered."""
@@ -252,15 +261,7 @@ def test_workers_share_one_port_reload_together_replace_the_dead_and_drain(champ
                 break
         return seen
 
-    def healthy():
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(healthy, 180, "rnnops serve --workers 2 health", interval=0.5)
         workers = health_by_pid()
         assert len(workers) == 2 and set(workers.values()) == {version}, workers
         assert proc.pid not in workers  # the supervisor answers nothing itself

@@ -274,11 +274,7 @@ def serve(cfg: ServingConfig, access_log: bool = False) -> None:
     if cfg.workers > 1:
         serve_with_workers(cfg, access_log)
         return
-    holder = ModelHolder(
-        cfg.registered_model,
-        cfg.alias,
-        load=functools.partial(load_pyfunc, batch_sizes=cfg.compiled_batch_sizes),
-    )
+    holder = serving_holder(cfg)
     served, _ = holder.reload()
     log.info(
         "serving %s (version %s) on http://%s:%d",
@@ -287,14 +283,36 @@ def serve(cfg: ServingConfig, access_log: bool = False) -> None:
         cfg.host,
         cfg.port,
     )
+    serve_holder(cfg, holder, access_log)
+
+
+def serving_holder(cfg: ServingConfig) -> ModelHolder:
+    """The holder of ``cfg``'s model, its network compiled for ``cfg``'s batch sizes."""
+    return ModelHolder(
+        cfg.registered_model,
+        cfg.alias,
+        load=functools.partial(load_pyfunc, batch_sizes=cfg.compiled_batch_sizes),
+    )
+
+
+def serve_holder(
+    cfg: ServingConfig,
+    holder: ModelHolder,
+    access_log: bool,
+    *,
+    sockets: list[Any] | None = None,
+    sync_workers: SyncWorkers | None = None,
+) -> None:
+    """The app around ``holder``, with ``cfg``'s limits, answering until SIGTERM."""
     app = create_app(
         holder,
         cfg.max_body_bytes,
         cfg.max_documents,
         batch_max_documents=cfg.batch_max_documents,
         batch_max_wait_ms=cfg.batch_max_wait_ms,
+        sync_workers=sync_workers,
     )
-    run_app(app, cfg.host, cfg.port, access_log, shutdown_timeout_s=cfg.shutdown_timeout_s)
+    run_app(app, cfg.host, cfg.port, access_log, cfg.shutdown_timeout_s, sockets=sockets)
 
 
 def serve_with_workers(cfg: ServingConfig, access_log: bool) -> None:

@@ -21,7 +21,6 @@ the supervisor asks (``load``) and the worker answers.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from rnnops.apps.serving_models import ModelHolder, ModelLoadError, load_pyfunc
+from rnnops.apps.serving_models import ModelHolder, ModelLoadError
 from rnnops.core.config import ServingConfig
 
 log = logging.getLogger(__name__)
@@ -109,18 +108,14 @@ def _worker_main(
 ) -> None:
     """One worker: load ``version``, say so, then answer HTTP on the shared socket."""
     from rnnops.apps.cli_runtime import setup_logging
-    from rnnops.apps.serving import create_app, run_app
+    from rnnops.apps.serving import serve_holder, serving_holder
     from rnnops.systems import tracking
 
     _exit_with_the_supervisor()
     # A spawned process starts without the parent's logging and MLflow settings.
     setup_logging(False)
     tracking.use_tracking_uri(tracking_uri)
-    holder = ModelHolder(
-        cfg.registered_model,
-        cfg.alias,
-        load=functools.partial(load_pyfunc, batch_sizes=cfg.compiled_batch_sizes),
-    )
+    holder = serving_holder(cfg)
     try:
         holder.reload(version=version)
     except ModelLoadError as exc:
@@ -129,15 +124,7 @@ def _worker_main(
     link = SupervisorLink(holder, requests, commands)
     link.start()
     requests.send(("ready", version))
-    app = create_app(
-        holder,
-        cfg.max_body_bytes,
-        cfg.max_documents,
-        batch_max_documents=cfg.batch_max_documents,
-        batch_max_wait_ms=cfg.batch_max_wait_ms,
-        sync_workers=link.sync,
-    )
-    run_app(app, cfg.host, cfg.port, access_log, cfg.shutdown_timeout_s, sockets=[sock])
+    serve_holder(cfg, holder, access_log, sockets=[sock], sync_workers=link.sync)
 
 
 # --------------------------------------------------------------------------- supervisor
