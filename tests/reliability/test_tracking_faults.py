@@ -310,11 +310,13 @@ print("released", flush=True)
 """
 
 
-def test_06_sqlite_write_lock_held_25s_bounded_error_retry_reuses_the_run(champion, tmp_path):
-    """Item 6: another process holds the SQLite write lock for 25 s.
+def test_06_sqlite_write_lock_held_40s_bounded_error_retry_reuses_the_run(champion, tmp_path):
+    """Item 6: another process holds the SQLite write lock for 40 s.
 
     The stage fails with a bounded error (MLflow's 20 s busy timeout), the retry of the
-    same stage execution succeeds, and there is exactly one MLflow run for it.
+    same stage execution succeeds, and there is exactly one MLflow run for it. The hold
+    outlasts the busy timeout by 20 s: on a loaded machine the stage's next write can come
+    several seconds after the lock is taken, and must still meet a held lock for 20 s.
     """
     project, env, _, _, _ = champion
     db = tmp_path / "mlflow.db"
@@ -328,7 +330,7 @@ def test_06_sqlite_write_lock_held_25s_bounded_error_retry_reuses_the_run(champi
     cmd = train_cmd(str(params), tmp_path / "out")
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(db), key, "25"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, str(db), key, "40"], stdout=subprocess.PIPE, text=True
     )
     trainer = subprocess.Popen(
         cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -340,7 +342,7 @@ def test_06_sqlite_write_lock_held_25s_bounded_error_retry_reuses_the_run(champi
         elapsed = time.monotonic() - locked
         assert trainer.returncode == 1, stderr
         assert "database is locked" in stderr
-        assert elapsed < 45, f"the stage waited {elapsed:.0f}s on the lock"
+        assert elapsed < 60, f"the stage waited {elapsed:.0f}s on the lock"
         assert holder.stdout.readline().strip() == "released"
     finally:
         for proc in (holder, trainer):
